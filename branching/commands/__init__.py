@@ -1,0 +1,1 @@
+"""Subcommands of ``llm-branching``, one module each (see :mod:`branching.cli`)."""

@@ -1,0 +1,21 @@
+"""Shared fixtures: every test must leave global state as it found it."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_global_state_change():
+    """Fail a test that touches numpy's global RNG, the warnings filters or the cwd."""
+    rng_state = np.random.get_state()
+    filters = list(warnings.filters)
+    cwd = os.getcwd()
+    yield
+    after = np.random.get_state()
+    assert after[0] == rng_state[0] and np.array_equal(after[1], rng_state[1]) and \
+        after[2:] == rng_state[2:], "test changed numpy's global random state"
+    assert warnings.filters == filters, "test changed the warnings filters"
+    assert os.getcwd() == cwd, "test changed the working directory"
