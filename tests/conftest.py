@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+import sympy  # noqa: F401  -- its first import adds a warnings filter; do it before any test runs
 
 
 @pytest.fixture(autouse=True)

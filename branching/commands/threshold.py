@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import symbolic
 
 _LABELS = {
     "M": "M (vocabulary size)",
@@ -53,6 +52,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the threshold report; returns the exit code."""
+    from .. import symbolic  # sympy is imported only when the command runs
+
     report = symbolic.threshold_report(M=args.M, eps=args.eps, r0=args.r0)
     latex = _latex(report) if args.latex else None
     if args.format == "json":
@@ -70,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _text(report: symbolic.ThresholdReport) -> str:
+def _text(report) -> str:
+    from .. import symbolic
+
     derivation = symbolic.threshold()
     lines = [
         f"threshold: R0 = f'(1) = {derivation['R0']} with f(s) = {derivation['pgf']}; "
@@ -90,8 +93,10 @@ def _text(report: symbolic.ThresholdReport) -> str:
     return "\n".join(lines)
 
 
-def _latex(report: symbolic.ThresholdReport) -> dict[str, str]:
+def _latex(report) -> dict[str, str]:
     """LaTeX of the derivations behind the report, by name."""
+    from .. import symbolic
+
     out = {"threshold": symbolic.threshold().latex(all_steps=True)}
     if report.regime == "subcritical":
         out["stationary_moments"] = symbolic.stationary_moments().latex(all_steps=True)
