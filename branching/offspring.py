@@ -11,8 +11,9 @@ Near criticality and for large vocabularies the interesting behaviour sits at
 :meth:`OffspringLaw.log_pgf_1m`, the logarithm of :math:`f(1-w)` as a function of the
 *distance* :math:`w = 1-s`, computed with ``log1p``-type operations that keep full
 relative accuracy for tiny :math:`|w|`; and :meth:`OffspringLaw.one_minus_pgf`, the
-complement :math:`1-f(1-w)`, which is what generating-function iteration propagates.
-Both accept real or complex arrays.
+complement :math:`1-f(1-w)`, which is what generating-function iteration propagates;
+and :meth:`OffspringLaw.dlog_pgf_1m`, the logarithmic derivative :math:`f'(1-w)/f(1-w)`,
+which the chain rule through an iterated pgf needs.  All accept real or complex arrays.
 
 The laws
 --------
@@ -61,15 +62,19 @@ __all__ = [
 def clog1p(z):
     """``log(1+z)`` accurate for small ``|z|``, for real or complex input.
 
-    For complex ``z = x + iy``: ``Re = 0.5*log1p(2x + x^2 + y^2)``, ``Im = atan2(y, 1+x)``,
-    which avoids the cancellation in ``log(1+z)`` when ``|z|`` is tiny.
+    For complex ``z = x + iy``: ``Re = 0.5*log1p(2x + x^2 + y^2)`` when ``|z| < 1/2`` (no
+    cancellation for tiny ``|z|``) and ``log|1+z|`` otherwise (none near ``z = -1``);
+    ``Im = atan2(y, 1+x)``.
     """
     z = np.asarray(z)
     with np.errstate(divide="ignore"):  # log(0) = -inf is the right answer at z = -1
         if not np.iscomplexobj(z):
             return np.log1p(z)
         x, y = z.real, z.imag
-        return 0.5 * np.log1p(2.0 * x + x * x + y * y) + 1j * np.arctan2(y, 1.0 + x)
+        # Small |z|: the log1p form; elsewhere log|1+z| directly (no cancellation near z = -1).
+        small = np.abs(z) < 0.5
+        real = np.where(small, 0.5 * np.log1p(2.0 * x + x * x + y * y), np.log(np.hypot(1.0 + x, y)))
+        return real + 1j * np.arctan2(y, 1.0 + x)
 
 
 def cexpm1(z):
@@ -133,6 +138,16 @@ class OffspringLaw(ABC):
         """``1 - f(1 - w)``, accurate when it is tiny."""
         return -cexpm1(self.log_pgf_1m(w))
 
+    def dlog_pgf_1m(self, w):
+        r"""Logarithmic derivative of the pgf at ``s = 1 - w``: :math:`f'(1-w)/f(1-w)`.
+
+        Equivalently :math:`-\frac{d}{dw}\log f(1-w)`; at ``w = 0`` it is the mean.  For real
+        ``0 <= w < 1`` it is non-negative and finite whenever ``f(1 - w) > 0``.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not provide dlog_pgf_1m (f'(1-w)/f(1-w))"
+        )
+
     def pgf(self, s):
         """``f(s) = E[s^xi]`` for real or complex ``s`` with ``|s| <= 1``."""
         s = np.asarray(s)
@@ -188,6 +203,10 @@ class Binomial(OffspringLaw):
     def log_pgf_1m(self, w):
         return _times(self.n, clog1p(-self.p * np.asarray(w)))
 
+    def dlog_pgf_1m(self, w):
+        # f(1-w) = (1 - p w)^n  =>  f'/f = n p / (1 - p w)
+        return self.n * self.p / (1.0 - self.p * np.asarray(w))
+
     def _pmf(self, n_max):
         return stats.binom.pmf(np.arange(n_max + 1), self.n, self.p)
 
@@ -211,6 +230,10 @@ class Poisson(OffspringLaw):
 
     def log_pgf_1m(self, w):
         return -self.mu * np.asarray(w)
+
+    def dlog_pgf_1m(self, w):
+        w = np.asarray(w)
+        return np.full(w.shape, self.mu, dtype=np.result_type(w, float))
 
     def _pmf(self, n_max):
         return stats.poisson.pmf(np.arange(n_max + 1), self.mu)
@@ -241,6 +264,10 @@ class NegativeBinomial(OffspringLaw):
 
     def log_pgf_1m(self, w):
         return _times(-self.k, clog1p(self.mu * np.asarray(w) / self.k))
+
+    def dlog_pgf_1m(self, w):
+        # f(1-w) = (1 + mu w / k)^(-k)  =>  f'/f = mu / (1 + mu w / k)
+        return self.mu / (1.0 + self.mu * np.asarray(w) / self.k)
 
     def _pmf(self, n_max):
         return stats.nbinom.pmf(np.arange(n_max + 1), self.k, self.k / (self.k + self.mu))
@@ -281,6 +308,16 @@ class PoissonBinomial(OffspringLaw):
         for value, count in zip(values, counts):
             if value > 0:
                 out = out + _times(count, clog1p(-value * w))
+        return out
+
+    def dlog_pgf_1m(self, w):
+        # f(1-w) = prod_v (1 - p_v w)  =>  f'/f = sum_v p_v / (1 - p_v w)
+        w = np.asarray(w)
+        values, counts = _grouped(self.p)
+        out = np.zeros(w.shape, dtype=np.result_type(w, float))
+        for value, count in zip(values, counts):
+            if value > 0:
+                out = out + count * value / (1.0 - value * w)
         return out
 
 
@@ -327,24 +364,49 @@ class LeaveOneOut(OffspringLaw):
         values, counts = _grouped(self.p)
         factors = [clog1p(-value * w) for value in values]
         log_full = sum(_times(count, factor) for count, factor in zip(counts, factors))
-        # log of mean_u prod_{v != u}: a log-sum-exp over the distinct values of p_u.
-        # Where the excluded factor vanishes, the product is recomputed without it.
+        # f(1-w) = prod_v (1 - p_v w) * mean_u 1/(1 - p_u w), and
+        # mean_u 1/(1 - p_u w) = 1 + mean_u p_u w/(1 - p_u w), so log1p keeps tiny |w| exact.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            correction = sum(
+                count * (value * w / (1.0 - value * w)) for value, count in zip(values, counts)
+            ) / self.p.size
+            out = log_full + clog1p(correction)
+        vanishing = np.zeros(w.shape, dtype=bool)
+        for factor in factors:
+            vanishing |= np.isneginf(factor.real)
+        if np.any(vanishing):
+            out = np.where(vanishing, self._log_pgf_excluding_vanishing(w, values, counts, factors), out)
+        return out
+
+    def _log_pgf_excluding_vanishing(self, w, values, counts, factors):
+        """log mean_u prod_{v != u}(1 - p_v w) as a log-sum-exp over distinct p_u, for points
+        where some factor 1 - p_v w is zero (there the product form above is 0 * inf)."""
         terms = []
-        for u, (count, factor) in enumerate(zip(counts, factors)):
-            vanishing = np.isneginf(factor.real)
-            with np.errstate(invalid="ignore"):
-                term = log_full - factor
-            if np.any(vanishing):
-                rest = sum(
-                    _times(c - (g == u), f) for g, (c, f) in enumerate(zip(counts, factors))
-                )
-                term = np.where(vanishing, rest, term)
-            terms.append(np.log(count / self.p.size) + term)
+        for u, count in enumerate(counts):
+            rest = sum(_times(c - (g == u), f) for g, (c, f) in enumerate(zip(counts, factors)))
+            terms.append(np.log(count / self.p.size) + rest)
         stacked = np.stack(terms)
         peak = np.max(stacked.real, axis=0)
         peak = np.where(np.isfinite(peak), peak, 0.0)
         with np.errstate(divide="ignore"):
             return peak + np.log(np.sum(np.exp(stacked - peak), axis=0))
+
+    def dlog_pgf_1m(self, w):
+        # f(1-w) = P(w) A(w) / n with P = prod_v (1 - p_v w), A = sum_u 1/(1 - p_u w), so
+        # f'/f = -d/dw log(P A) = sum_v p_v/(1 - p_v w) - A'(w)/A(w),
+        # A'(w) = sum_u p_u/(1 - p_u w)^2.  Finite wherever every 1 - p_v w != 0.
+        w = np.asarray(w)
+        values, counts = _grouped(self.p)
+        dtype = np.result_type(w, float)
+        score = np.zeros(w.shape, dtype=dtype)
+        a = np.zeros(w.shape, dtype=dtype)
+        da = np.zeros(w.shape, dtype=dtype)
+        for value, count in zip(values, counts):
+            inv = 1.0 / (1.0 - value * w)
+            score = score + count * value * inv
+            a = a + count * inv
+            da = da + count * value * inv * inv
+        return score - da / a
 
 
 @dataclass(frozen=True)
@@ -391,6 +453,15 @@ class FinitePmf(OffspringLaw):
 
     def log_pgf_1m(self, w):
         return clog1p(-self.one_minus_pgf(w))
+
+    def dlog_pgf_1m(self, w):
+        # f'(s) = sum_j j pi_j s^(j-1) by Horner's rule at s = 1 - w (no cancellation for
+        # real s in [0, 1]: every term is non-negative), divided by f(s).
+        w = np.asarray(w)
+        s = 1.0 - w
+        coeffs = np.arange(1, self.pmf_values.size) * self.pmf_values[1:]
+        deriv = np.polyval(coeffs[::-1], s) if coeffs.size else np.zeros_like(s)
+        return deriv / np.exp(self.log_pgf_1m(w))
 
     def _pmf(self, n_max):
         out = np.zeros(n_max + 1)

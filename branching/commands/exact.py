@@ -1,0 +1,88 @@
+"""``llm-branching exact``: exact summary statistics of one list-decoder model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from .. import exact
+from ..model import ListDecoderModel
+
+
+def register(subparsers) -> None:
+    """Add the ``exact`` subcommand."""
+    parser = subparsers.add_parser(
+        "exact",
+        help="exact moments, P(Z_T=0), accuracy and lineage survival of one model",
+        description=(
+            "Exact statistics of the list-decoder branching process (no simulation): "
+            "E Z_T, Var Z_T, P(Z_T = 0), the accuracy E[1/(1+Z_T)] of a uniform final "
+            "choice, the stationary mean and variance when r0 < 1, the extinction and "
+            "survival probabilities of one erroneous lineage, and the compute cost."
+        ),
+    )
+    parser.add_argument("--M", type=int, required=True, help="vocabulary size")
+    rate = parser.add_mutually_exclusive_group(required=True)
+    rate.add_argument("--r0", type=float, help="reproduction number M*eps (sets eps = r0/M)")
+    rate.add_argument("--eps", type=float, help="false-eligibility probability")
+    parser.add_argument("--T", type=int, required=True, help="horizon (decoding steps)")
+    parser.add_argument("--eps-oracle", type=float, default=None,
+                        help="false-eligibility probability on the oracle prefix")
+    parser.add_argument("--delta", type=float, default=0.0,
+                        help="probability of missing the oracle token per step")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(handler=run)
+
+
+def summary(model: ListDecoderModel) -> dict:
+    """The statistics printed by the command, as a flat dict of numbers."""
+    law = model.offspring(0)
+    estimate = exact.accuracy_estimate(model)
+    out = {
+        "M": model.M,
+        "eps": float(model.eps),
+        "r0": model.r0,
+        "T": model.T,
+        "delta": model.delta,
+        "mean_Z_T": float(exact.mean_path(model)[-1]),
+        "var_Z_T": float(exact.variance_path(model)[-1]),
+        "p_no_error": exact.prob_no_error(model),
+        "accuracy": estimate.value,
+        "accuracy_abs_error": estimate.abs_error,
+        "oracle_survival": exact.oracle_survival(model),
+        "extinction_probability": exact.extinction_probability(law),
+        "survival_probability": exact.survival_probability(law),
+        "compute_cost": exact.compute_cost(model),
+    }
+    if model.r0 < 1 and model.delta == 0:
+        out["stationary_mean"] = exact.stationary_mean(model)
+        out["stationary_variance"] = exact.stationary_variance(model)
+    return out
+
+
+def run(args) -> int:
+    """Handler: build the model, compute, print."""
+    extra = {"eps_oracle": args.eps_oracle, "delta": args.delta}
+    if args.r0 is not None:
+        model = ListDecoderModel.from_r0(M=args.M, r0=args.r0, T=args.T, **extra)
+    else:
+        model = ListDecoderModel(M=args.M, eps=args.eps, T=args.T, **extra)
+    stats = summary(model)
+    if args.format == "json":
+        print(json.dumps(stats, indent=2))
+        return 0
+    labels = {
+        "mean_Z_T": "E Z_T", "var_Z_T": "Var Z_T", "p_no_error": "P(Z_T = 0)",
+        "accuracy": "accuracy E[1/(1+Z_T)]", "accuracy_abs_error": "  quadrature error",
+        "oracle_survival": "P(oracle kept)", "stationary_mean": "stationary E Z",
+        "stationary_variance": "stationary Var Z",
+        "extinction_probability": "lineage extinction q",
+        "survival_probability": "lineage survival 1-q", "compute_cost": "compute cost E sum L_t",
+    }
+    width = max(len(v) for v in labels.values())
+    print(repr(model))
+    for key, value in stats.items():
+        if key in labels:
+            text = f"{value:.10g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+            print(f"  {labels[key]:<{width}}  {text}")
+    return 0
