@@ -1,0 +1,122 @@
+"""Throughput of the count-level simulator against a vectorised NumPy implementation.
+
+Prints, in one run, replicate-steps per second (per core) at M = 50257, T = 100 and
+R0 in {0.5, 1.0, 1.5} for:
+
+* ``engine x1``   -- :func:`branching.simulate.simulate` on one thread (all statistics:
+  per-step moments and quantiles, accuracy, survival, compute);
+* ``engine x2``   -- the same on two threads (rate divided by 2 for "per core");
+* ``numpy``       -- the straightforward vectorised NumPy loop over steps,
+  ``Z = rng.binomial(M * Z, eps) + rng.binomial(M - 1, eps, size=R)``, capped with
+  ``np.minimum`` and keeping per-step sums of ``Z`` and ``Z**2``;
+* ``numpy fused`` -- the same loop drawing ``rng.binomial(M * Z + M - 1, eps)`` once per
+  step, the identity the engine also uses, to separate algorithm from implementation.
+
+All use the same ceiling, 1e13 (``M * Z`` must stay below 2**63 in the NumPy loops).
+Times are the best of ``--repeat`` runs.  The table also reports CPU-time rates for the
+serial runs, which are less sensitive to other processes sharing the machine, and the
+number of cores the two-thread run actually obtained (its CPU time over wall time): on a
+machine busy with other work it is below 2 and the two-thread speed-up is bounded by it.
+
+Usage: ``python benchmarks/bench_simulate.py [--runs 40000] [--repeat 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+
+import numpy as np
+
+from branching import ListDecoderModel
+from branching.simulate import simulate
+
+M = 50257
+T = 100
+CEILING = 10**13
+R0_VALUES = (0.5, 1.0, 1.5)
+
+
+def numpy_two_draws(M, eps, T, R, ceiling, rng):
+    z = np.zeros(R, dtype=np.int64)
+    sums = np.zeros((2, T + 1))
+    for t in range(T):
+        z = rng.binomial(M * z, eps) + rng.binomial(M - 1, eps, size=R)
+        np.minimum(z, ceiling, out=z)
+        zf = z.astype(float)
+        sums[0, t + 1] = zf.sum()
+        sums[1, t + 1] = np.square(zf).sum()
+    return sums
+
+
+def numpy_fused(M, eps, T, R, ceiling, rng):
+    z = np.zeros(R, dtype=np.int64)
+    sums = np.zeros((2, T + 1))
+    for t in range(T):
+        z = rng.binomial(M * z + (M - 1), eps)
+        np.minimum(z, ceiling, out=z)
+        zf = z.astype(float)
+        sums[0, t + 1] = zf.sum()
+        sums[1, t + 1] = np.square(zf).sum()
+    return sums
+
+
+def best_time(fn, repeat):
+    """Best wall-clock time over ``repeat`` calls, and the process CPU time of that call."""
+    wall = cpu = float("inf")
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        elapsed = time.perf_counter() - w0
+        if elapsed < wall:
+            wall, cpu = elapsed, time.process_time() - c0
+    return wall, cpu
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40_000, help="replicates per measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per entry (best kept)")
+    args = parser.parse_args(argv)
+    logging.getLogger("branching").setLevel(logging.ERROR)  # capped runs are expected at R0 > 1
+    R = args.runs
+    steps = R * T
+
+    # Compile (or load from the cache) before timing.
+    simulate(ListDecoderModel.from_r0(M=M, r0=1.0, T=T), 64, rng=0, threads=1)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"count-level simulator: M={M}, T={T}, {R} replicates, ceiling {CEILING:.0e}, "
+          f"best of {args.repeat}; {os.cpu_count()} CPUs, load average {load:.2f}")
+    header = (f"{'R0':>4} | {'engine x1':>10} {'(cpu)':>10} | {'engine x2':>10} {'/core':>10} "
+              f"{'cores':>5} | "
+              f"{'numpy':>10} {'(cpu)':>10} | {'np fused':>10} | "
+              f"{'x1/numpy':>8} {'cpu':>6} {'x1/fused':>8} | {'x2/x1':>6}")
+    print(header)
+    print("-" * len(header))
+    for r0 in R0_VALUES:
+        model = ListDecoderModel.from_r0(M=M, r0=r0, T=T)
+        eps = r0 / M
+        e1_wall, e1_cpu = best_time(
+            lambda: simulate(model, R, rng=0, threads=1, ceiling=CEILING), args.repeat)
+        e2_wall, e2_cpu = best_time(
+            lambda: simulate(model, R, rng=0, threads=2, ceiling=CEILING), args.repeat)
+        n_wall, n_cpu = best_time(
+            lambda: numpy_two_draws(M, eps, T, R, CEILING, np.random.default_rng(0)), args.repeat)
+        f_wall, _ = best_time(
+            lambda: numpy_fused(M, eps, T, R, CEILING, np.random.default_rng(0)), args.repeat)
+        rate = {name: steps / seconds for name, seconds in (
+            ("e1", e1_wall), ("e1c", e1_cpu), ("e2", e2_wall), ("n", n_wall), ("nc", n_cpu),
+            ("f", f_wall))}
+        print(f"{r0:>4} | {rate['e1']:>10.3g} {rate['e1c']:>10.3g} | {rate['e2']:>10.3g} "
+              f"{rate['e2'] / 2:>10.3g} {e2_cpu / e2_wall:>5.2f} | {rate['n']:>10.3g} {rate['nc']:>10.3g} | "
+              f"{rate['f']:>10.3g} | {rate['e1'] / rate['n']:>8.2f} {rate['e1c'] / rate['nc']:>6.2f} "
+              f"{rate['e1'] / rate['f']:>8.2f} | {rate['e2'] / rate['e1']:>6.2f}")
+    print("rates in replicate-steps per second; targets: x1/numpy >= 2 per core, x2/x1 >= 1.8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
