@@ -3,9 +3,20 @@
 import os
 import warnings
 
+import matplotlib
 import numpy as np
 import pytest
-import sympy  # noqa: F401  -- its first import adds a warnings filter; do it before any test runs
+# These libraries add warnings filters when first imported; import them before any test runs
+# so that the guard below sees only what the tests themselves do.
+import matplotlib.pyplot  # noqa: F401
+import scipy.integrate  # noqa: F401
+import scipy.optimize  # noqa: F401
+import scipy.sparse  # noqa: F401
+import scipy.special  # noqa: F401
+import scipy.stats  # noqa: F401
+import sympy  # noqa: F401
+
+matplotlib.use("Agg")  # figures are written to files; no display is needed or assumed
 
 
 @pytest.fixture(autouse=True)
