@@ -438,17 +438,7 @@ def binomial_constants(p):
 @njit(cache=True)
 def binomial_prepared(st, n, p, log_q, r):
     """Bin(n, p) for ``0 <= n <= 2**62`` with precomputed :func:`binomial_constants`."""
-    if n <= 0 or p <= 0.0:
-        return np.int64(0)
-    if p >= 1.0:
-        return np.int64(n)
-    flip = p > 0.5
-    s = 1.0 - p if flip else p
-    if n * s < 10.0:
-        x = _binomial_inversion(st, n, log_q, r)
-    else:
-        x = _binomial_btrd(st, n, s, r)
-    return n - x if flip else x
+    return _binomial_inline(st, n, p, log_q, r)
 
 
 @njit(cache=True, inline="always")

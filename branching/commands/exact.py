@@ -7,6 +7,7 @@ import math
 
 from .. import exact
 from ..model import ListDecoderModel
+from ._model_args import add_model_arguments, model_from_args
 
 
 def register(subparsers) -> None:
@@ -21,15 +22,7 @@ def register(subparsers) -> None:
             "survival probabilities of one erroneous lineage, and the compute cost."
         ),
     )
-    parser.add_argument("--M", type=int, required=True, help="vocabulary size")
-    rate = parser.add_mutually_exclusive_group(required=True)
-    rate.add_argument("--r0", type=float, help="reproduction number M*eps (sets eps = r0/M)")
-    rate.add_argument("--eps", type=float, help="false-eligibility probability")
-    parser.add_argument("--T", type=int, required=True, help="horizon (decoding steps)")
-    parser.add_argument("--eps-oracle", type=float, default=None,
-                        help="false-eligibility probability on the oracle prefix")
-    parser.add_argument("--delta", type=float, default=0.0,
-                        help="probability of missing the oracle token per step")
+    add_model_arguments(parser, variants=False)
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run)
 
@@ -62,11 +55,7 @@ def summary(model: ListDecoderModel) -> dict:
 
 def run(args) -> int:
     """Handler: build the model, compute, print."""
-    extra = {"eps_oracle": args.eps_oracle, "delta": args.delta}
-    if args.r0 is not None:
-        model = ListDecoderModel.from_r0(M=args.M, r0=args.r0, T=args.T, **extra)
-    else:
-        model = ListDecoderModel(M=args.M, eps=args.eps, T=args.T, **extra)
+    model = model_from_args(args)
     stats = summary(model)
     if args.format == "json":
         print(json.dumps(stats, indent=2))

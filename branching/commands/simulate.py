@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import math
 
-from ..model import LAWS, ListDecoderModel
 from ..simulate import DEFAULT_CEILING, simulate
+from ._model_args import add_model_arguments, model_from_args
 
 
 def register(subparsers) -> None:
@@ -21,20 +21,7 @@ def register(subparsers) -> None:
             "--out writes the tidy per-step table (one row per statistic and step) as CSV."
         ),
     )
-    parser.add_argument("--M", type=int, required=True, help="vocabulary size")
-    rate = parser.add_mutually_exclusive_group(required=True)
-    rate.add_argument("--r0", type=float, help="reproduction number M*eps (sets eps = r0/M)")
-    rate.add_argument("--eps", type=float, help="false-eligibility probability")
-    parser.add_argument("--T", type=int, required=True, help="horizon (decoding steps)")
-    parser.add_argument("--eps-oracle", type=float, default=None,
-                        help="false-eligibility probability on the oracle prefix")
-    parser.add_argument("--delta", type=float, default=0.0,
-                        help="probability of missing the oracle token per step")
-    parser.add_argument("--K", type=int, default=None, help="cap on the list size")
-    parser.add_argument("--law", choices=LAWS, default="binomial",
-                        help="offspring and immigration family")
-    parser.add_argument("--dispersion", type=float, default=None,
-                        help="negative-binomial shape k (law=negative_binomial)")
+    add_model_arguments(parser)
     parser.add_argument("--runs", type=int, default=10_000, help="number of replicates")
     parser.add_argument("--seed", type=int, default=None,
                         help="integer seed (default: fresh entropy, printed)")
@@ -49,19 +36,9 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
-def _model(args) -> ListDecoderModel:
-    extra = {
-        "eps_oracle": args.eps_oracle, "delta": args.delta, "K": args.K, "law": args.law,
-        "dispersion": args.dispersion,
-    }
-    if args.r0 is not None:
-        return ListDecoderModel.from_r0(M=args.M, r0=args.r0, T=args.T, **extra)
-    return ListDecoderModel(M=args.M, eps=args.eps, T=args.T, **extra)
-
-
 def run(args) -> int:
     """Handler: build the model, simulate, print the summary, optionally write the table."""
-    model = _model(args)
+    model = model_from_args(args)
     result = simulate(
         model, args.runs, rng=args.seed, ceiling=args.ceiling, cohorts=args.cohorts,
         threads=args.threads, chunk_size=args.chunk_size,
