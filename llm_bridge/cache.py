@@ -1,0 +1,186 @@
+"""On-disk storage of scan results: content keys, atomic ``.npz`` files with JSON metadata.
+
+A scan is keyed by a SHA-256 hash of everything that determines its output -- model identity
+(name plus the size and modification time of the weight files, or a hash of the parameters of
+an in-memory model), prompt, grid, sample count, continuation length, end-of-sequence policy,
+window size, seed and the package version -- so a figure can be redrawn from the cache without
+loading the model, and a changed input never returns a stale result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "cache_key",
+    "cache_path",
+    "file_identity",
+    "package_version",
+    "read_npz",
+    "state_dict_digest",
+    "write_npz_atomic",
+]
+
+logger = logging.getLogger(__name__)
+
+METADATA_KEY = "__metadata__"
+
+
+def package_version() -> str:
+    """The installed version of ``llm-branching`` (``"unknown"`` when not installed)."""
+    try:
+        return version("llm-branching")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _canonical(value):
+    """A JSON-serialisable, order-stable form of ``value`` for hashing."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return {"dtype": str(value.dtype), "shape": list(value.shape), "data": value.tolist()}
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value).hex()  # exact: 0.1 and 0.1000000000000001 differ
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot build a cache key from a {type(value).__name__}")
+
+
+def cache_key(parts: dict) -> str:
+    """SHA-256 hex digest of the canonical JSON form of ``parts`` (plus the package version).
+
+    Floats enter through their exact hexadecimal form, arrays with dtype and shape, dicts with
+    sorted keys, so equal inputs give equal keys and any change gives a different key.
+    """
+    payload = {"parts": _canonical(parts), "package_version": package_version()}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cache_path(cache_dir, kind: str, key: str) -> Path:
+    """Where the scan of ``kind`` with ``key`` lives inside ``cache_dir``."""
+    return Path(cache_dir) / f"{kind}-{key[:24]}.npz"
+
+
+def file_identity(path) -> dict | None:
+    """Size and modification time of every file under ``path`` (a file or a directory).
+
+    Returns ``None`` when ``path`` does not exist locally (e.g. a hub id).  Hashing the bytes
+    of multi-gigabyte weights on every scan would cost more than the check is worth; size and
+    ``mtime_ns`` change whenever a file is replaced.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        return None
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    entries = []
+    for f in files:
+        st = f.stat()
+        entries.append([os.fspath(f.resolve()), st.st_size, st.st_mtime_ns])
+    return {"path": os.fspath(p.resolve()), "files": entries}
+
+
+def state_dict_digest(state_dict) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes (torch tensors or arrays)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        if hasattr(tensor, "detach"):
+            tensor = tensor.detach().cpu()
+            if str(tensor.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+                tensor = tensor.float()
+            tensor = tensor.numpy()
+        arr = np.ascontiguousarray(tensor)
+        digest.update(f"{name}|{arr.dtype}|{arr.shape}|".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def write_npz_atomic(path, arrays: dict, metadata: dict) -> Path:
+    """Write ``arrays`` and JSON ``metadata`` to ``path`` as one ``.npz``, atomically.
+
+    The file is written to a temporary name in the same directory and moved into place with
+    :func:`os.replace`, so a reader never sees a half-written file and an interrupted write
+    leaves no file behind.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"path must end in '.npz', got {os.fspath(path)!r}")
+    if METADATA_KEY in arrays:
+        raise ValueError(f"arrays must not contain the reserved key {METADATA_KEY!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = dict(arrays)
+    payload[METADATA_KEY] = np.array(json.dumps(metadata, sort_keys=True))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz.part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.debug("wrote %s", path)
+    return path
+
+
+class PartStore:
+    """Finished pieces of one scan, so that an interrupted scan resumes where it stopped.
+
+    Each piece (a grid point's samples, a block of scores) is an ``.npz`` file in the
+    directory ``<cache_dir>/<kind>-<key>.parts``, written atomically when the piece is done.
+    Without a cache directory every method is a no-op.  :meth:`clear` removes the directory
+    once the whole scan is stored.
+    """
+
+    def __init__(self, cache_dir, kind: str, key: str | None):
+        self.directory = None if cache_dir is None else Path(cache_dir) / f"{kind}-{key[:24]}.parts"
+
+    def get(self, name: str) -> dict | None:
+        """The arrays of piece ``name``, or ``None`` if it is not finished."""
+        if self.directory is None or not (self.directory / f"{name}.npz").is_file():
+            return None
+        arrays, _ = read_npz(self.directory / f"{name}.npz")
+        logger.debug("resumed piece %s from %s", name, self.directory)
+        return arrays
+
+    def put(self, name: str, arrays: dict) -> None:
+        """Store piece ``name`` (atomically)."""
+        if self.directory is not None:
+            write_npz_atomic(self.directory / f"{name}.npz", arrays, {"piece": name})
+
+    def clear(self) -> None:
+        """Delete the pieces (after the complete result has been written)."""
+        if self.directory is not None and self.directory.is_dir():
+            for f in self.directory.glob("*.npz"):
+                f.unlink()
+            self.directory.rmdir()
+
+
+def read_npz(path) -> tuple[dict, dict]:
+    """Read a file written by :func:`write_npz_atomic`: ``(arrays, metadata)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {os.fspath(path)!r} is not an existing file")
+    with np.load(path, allow_pickle=False) as data:
+        if METADATA_KEY not in data:
+            raise ValueError(f"path {os.fspath(path)!r} is not a scan file (no metadata)")
+        metadata = json.loads(str(data[METADATA_KEY]))
+        arrays = {k: data[k] for k in data.files if k != METADATA_KEY}
+    return arrays, metadata

@@ -1,0 +1,829 @@
+"""Temperature, prompt-slot and checkpoint scans of a real language model.
+
+A scan walks a grid :math:`\\theta_1 < \\dots < \\theta_K` of a control parameter, draws
+:math:`S` continuations of :math:`N` tokens at every grid point by exact ancestral sampling,
+and scores every sample at the neighbouring grid points :math:`|k' - k| \\le W = 2L_{\\max}-1`
+by teacher forcing.  The result is the banded array
+``logp[k, s, W + d] = log P(x^{(k,s)} | theta_{k+d})`` that :mod:`branching.transitions` turns
+into indicator curves (see :class:`~llm_bridge.scan_result.ScanResult`).
+
+* **Temperature.**  The logits do not depend on :math:`T`, so one forward pass per sample
+  serves every temperature of its window; the same pass gives the sequence energy
+  :math:`E(x) = -\\log P(x\\mid T=1)` and the score :math:`\\partial_T\\log P(x\\mid T)`, from
+  which :mod:`llm_bridge.thermo` estimates the Fisher information and the heat capacity.
+* **Prompt slot.**  Prompt :math:`c_k` is a template filled with the k-th value; samples drawn
+  after :math:`c_k` are re-scored after :math:`c_{k'}`.  Scoring is grouped by the scoring
+  prompt, so prompts of different token lengths never share a padded batch.
+* **Checkpoint.**  Checkpoint :math:`k` is loaded exactly once; a sliding window of the last
+  :math:`W+1` loaded checkpoints is kept so that each pair :math:`|k-k'| \\le W` is scored in
+  both directions while both are in memory.
+
+Every grid point draws from its own child of one :class:`numpy.random.SeedSequence`, so a scan
+is reproducible from its seed.  With ``cache_dir`` the result is stored under a key of
+everything that determines it, and a repeated call returns it without touching the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import numbers
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from branching import _validate
+from llm_bridge import cache, thermo
+from llm_bridge.scan_result import ScanResult
+
+__all__ = [
+    "checkpoint_scan",
+    "log_temperature_grid",
+    "prompt_scan",
+    "state_dict_loader",
+    "temperature_scan",
+    "validate_grid",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Elements of the float64 logits block (B x N x V) processed at once in temperature scans.
+_LOGITS_BLOCK = 2**23
+
+#: In-memory models up to this size enter the cache key through a hash of their parameters.
+_HASHED_PARAMETERS = 10_000_000
+
+
+# ============================================================================ grids
+def validate_grid(name: str, grid, *, L_max: int, positive: bool = False) -> np.ndarray:
+    """Check a scan grid and return it as a float64 array.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name used in error messages.
+    grid : array_like, shape (K,)
+        Grid values; must be finite and strictly increasing (and > 0 when ``positive``).
+    L_max : int
+        Largest window the scan must support; an indicator value needs ``2 * L`` grid points,
+        so ``K >= 2 * L_max``.
+    positive : bool
+        Require every value > 0 (temperatures).
+
+    Returns
+    -------
+    ndarray of float64
+    """
+    arr = _validate.array(name, grid, ndim=1)
+    if positive and np.any(arr <= 0):
+        i = int(np.argmax(arr <= 0))
+        raise ValueError(
+            f"{name} must be > 0 (T = 0 is greedy decoding); entry {i} is {float(arr[i])!r}"
+        )
+    if np.any(np.diff(arr) <= 0):
+        i = int(np.argmax(np.diff(arr) <= 0))
+        raise ValueError(
+            f"{name} must be strictly increasing; entries {i}, {i + 1} are "
+            f"{float(arr[i])!r}, {float(arr[i + 1])!r}"
+        )
+    if len(arr) < 2 * L_max:
+        raise ValueError(
+            f"{name} has {len(arr)} points; a window of L_max={L_max} needs at least "
+            f"{2 * L_max} (2 * L_max) for one indicator value"
+        )
+    return arr
+
+
+def log_temperature_grid(lo: float, hi: float, K: int) -> np.ndarray:
+    """``K`` temperatures from ``lo`` to ``hi`` with a constant ratio.
+
+    A logarithmic grid resolves low-temperature transitions (near :math:`T \\approx 0.02` for
+    small models) without wasting points at high temperature.
+
+    Parameters
+    ----------
+    lo, hi : float
+        End points, ``0 < lo < hi``.
+    K : int
+        Number of points, ``K >= 2``.
+
+    Returns
+    -------
+    ndarray, shape (K,)
+        :math:`T_k = lo\\,(hi/lo)^{k/(K-1)}`.
+
+    Examples
+    --------
+    >>> log_temperature_grid(0.01, 1.0, 3)
+    array([0.01, 0.1 , 1.  ])
+    """
+    lo = _validate.real("lo", lo, low=0.0, low_open=True)
+    hi = _validate.real("hi", hi, low=lo, low_open=True)
+    K = _validate.integer("K", K, low=2)
+    grid = np.geomspace(lo, hi, K)
+    grid[0], grid[-1] = lo, hi
+    return grid
+
+
+# ============================================================================ helpers
+def _seed_sequence(rng) -> np.random.SeedSequence:
+    """One root :class:`~numpy.random.SeedSequence` from ``None | int | SeedSequence | Generator``.
+
+    A Generator contributes fresh entropy drawn from it, so the recorded seed reproduces the
+    scan without the Generator.
+    """
+    if isinstance(rng, np.random.SeedSequence):
+        return rng
+    if isinstance(rng, np.random.Generator):
+        return np.random.SeedSequence(int(rng.integers(0, 2**63 - 1)))
+    if rng is None:
+        return np.random.SeedSequence()
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.SeedSequence(int(rng))
+    raise ValueError(
+        f"rng must be None, a non-negative int, a SeedSequence or a Generator, got {rng!r}"
+    )
+
+
+def _grid_generators(root: np.random.SeedSequence, n: int) -> list[np.random.Generator]:
+    """One independent Generator per grid point (children of a copy of ``root``)."""
+    fresh = np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key)
+    return [np.random.default_rng(child) for child in fresh.spawn(n)]
+
+
+def _seed_record(root: np.random.SeedSequence) -> tuple[int | list[int], list[int]]:
+    """JSON-ready ``(entropy, spawn_key)``; ``SeedSequence(entropy, spawn_key=...)`` is ``root``."""
+    entropy = root.entropy
+    entropy = int(entropy) if np.ndim(entropy) == 0 else [int(x) for x in entropy]
+    return entropy, [int(x) for x in root.spawn_key]
+
+
+def _prompt_ids(lm, prompt, name: str = "prompt") -> np.ndarray:
+    """Token ids of ``prompt``: a string (encoded with the model's tokenizer) or ids."""
+    if isinstance(prompt, str):
+        if not prompt:
+            raise ValueError(f"{name} must be a non-empty string or token-id sequence, got ''")
+        ids = np.asarray(lm.encode(prompt), dtype=np.int64).ravel()
+    else:
+        try:
+            ids = np.asarray(prompt)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a string or a sequence of token ids") from None
+        if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+            raise ValueError(
+                f"{name} must be a string or a 1-d sequence of token ids, got {prompt!r}"
+            )
+        ids = ids.astype(np.int64)
+    if ids.size == 0:
+        raise ValueError(f"{name} must contain at least one token, got {prompt!r}")
+    if np.any(ids < 0) or np.any(ids >= lm.vocab_size):
+        raise ValueError(
+            f"{name} token ids must lie in [0, {lm.vocab_size - 1}], got {ids.min()}..{ids.max()}"
+        )
+    return ids
+
+
+def _check_context(lm, prompt_ids: np.ndarray, n_tokens: int, name: str = "n_tokens") -> None:
+    total = len(prompt_ids) + n_tokens
+    if lm.context_length is not None and total > lm.context_length:
+        raise ValueError(
+            f"{name}={n_tokens} with a prompt of {len(prompt_ids)} tokens needs {total} positions; "
+            f"the model's context length is {lm.context_length} (prompt + n_tokens must be <= it)"
+        )
+
+
+def _model_identity(lm) -> dict:
+    """What identifies a loaded model for the cache key.
+
+    Name, dtype, vocabulary, context length and EOS token, plus: for the bundled default or a
+    local directory / GGUF file, the size and mtime of its files; for a model of at most
+    ``_HASHED_PARAMETERS`` parameters (tiny test models, small in-memory copies), a hash of
+    its parameters; for a larger hub model, its id alone.
+    """
+    from llm_bridge import models
+
+    identity = {
+        "name": str(lm.name),
+        "dtype": str(lm.dtype),
+        "vocab_size": int(lm.vocab_size),
+        "context_length": int(lm.context_length),
+        "eos_token_id": lm.eos_token_id,
+    }
+    if lm.name == models.DEFAULT_MODEL_NAME:
+        source = os.path.join(*models.default_model_path())
+    else:
+        source = str(lm.name)
+    files = cache.file_identity(source)
+    if files is not None:
+        identity["files"] = files
+    elif lm.n_parameters <= _HASHED_PARAMETERS:
+        identity["parameters"] = cache.state_dict_digest(lm.model.state_dict())
+    return identity
+
+
+def _scan_params(n_samples, n_tokens, L_max, eos, batch_size) -> tuple[int, int, int, str, int]:
+    n_samples = _validate.integer("n_samples", n_samples, low=2)
+    n_tokens = _validate.integer("n_tokens", n_tokens, low=1)
+    L_max = _validate.integer("L_max", L_max, low=1)
+    eos = _validate.choice("eos", eos, _eos_policies())
+    batch_size = _validate.integer("batch_size", batch_size, low=1)
+    return n_samples, n_tokens, L_max, eos, batch_size
+
+
+def _check_eos(lm, eos: str) -> None:
+    if eos != "none" and lm.eos_token_id is None:
+        raise ValueError(
+            f"eos={eos!r} needs a model with an end-of-sequence token and {lm.name} has none; "
+            "use eos='none'"
+        )
+
+
+def _eos_policies() -> set[str]:
+    from llm_bridge import sampling
+
+    return set(sampling.EOS_POLICIES)
+
+
+def _cached(cache_dir, kind: str, parts: dict):
+    """``(path, key, result)`` for ``parts``: ``result`` is the stored scan or ``None``
+    (all three are ``None`` without a cache directory)."""
+    if cache_dir is None:
+        return None, None, None
+    key = cache.cache_key({"kind": kind, **parts})
+    path = cache.cache_path(cache_dir, kind, key)
+    if path.is_file():
+        logger.info("cache hit: %s", path)
+        return path, key, ScanResult.load(path)
+    return path, key, None
+
+
+def _store(result: ScanResult, path, key, parts: cache.PartStore) -> ScanResult:
+    """Write the finished scan to the cache (if any) and drop its resumable pieces."""
+    if path is None:
+        return result
+    result = dataclasses.replace(result, cache_key=key)
+    result.save(path)
+    parts.clear()
+    logger.info("cached scan at %s", path)
+    return result
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="step", leave=False)
+
+
+def _as_int_arrays(samples) -> tuple[np.ndarray, np.ndarray]:
+    tokens = np.asarray(samples.tokens, dtype=np.int64)
+    lengths = np.asarray(samples.lengths, dtype=np.int64)
+    return tokens, lengths
+
+
+def _check_finite_self(logp: np.ndarray, where: str) -> None:
+    """A sample must have finite log-probability under the law it was drawn from."""
+    if not np.all(np.isfinite(logp)):
+        raise RuntimeError(
+            f"{where}: a sample has non-finite log-probability under its own law; the sampler "
+            "and the scorer disagree (this is a bug, not bad input)"
+        )
+
+
+# ============================================================================ temperature
+def temperature_scan(
+    lm,
+    prompt,
+    temperatures,
+    *,
+    n_samples: int,
+    n_tokens: int,
+    L_max: int = 1,
+    eos: str = "stop",
+    batch_size: int = 64,
+    rng=None,
+    cache_dir=None,
+    progress: bool = True,
+) -> ScanResult:
+    """Scan the sampling temperature.
+
+    Parameters
+    ----------
+    lm : llm_bridge.models.LanguageModel
+        The model.
+    prompt : str or sequence of int
+        The prompt, as text (encoded with ``lm.encode``) or as token ids.
+    temperatures : array_like, shape (K,)
+        Strictly increasing temperatures, all > 0, ``K >= 2 * L_max`` (see
+        :func:`log_temperature_grid`).
+    n_samples : int
+        Samples per temperature, ``S >= 2``.
+    n_tokens : int
+        Continuation length ``N >= 1``; prompt plus ``N`` must fit the model's context.
+    L_max : int
+        Largest indicator window to support; neighbours up to ``W = 2 * L_max - 1`` grid
+        steps away are scored.
+    eos : str
+        End-of-sequence policy shared by sampling and scoring (see
+        :func:`llm_bridge.sampling.sample`).
+    batch_size : int
+        Sequences per forward pass.
+    rng : None, int, SeedSequence or Generator
+        Seed; grid point ``k`` uses the ``k``-th child of one root sequence.
+    cache_dir : path, optional
+        Store the result there and return a stored result without running the model.  Every
+        finished grid point is stored too, so a re-run after an interruption resumes.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ScanResult
+        ``kind="temperature"``, with ``energy``, ``dlogp_dT`` and ``conditional_fisher``.
+
+    Notes
+    -----
+    For sample :math:`x` drawn at :math:`T_k` one teacher-forced pass gives the logits
+    :math:`z_i`, and then, for every :math:`T'` of the window and for :math:`T' = 1`,
+    :math:`\\log P(x\\mid T') = \\sum_i \\log\\mathrm{softmax}(z_i/T')_{x_i}`, together with
+    the score :math:`T_k^{-2}\\sum_i(\\mathbb E_{q_{T_k,i}}[z_i] - z_{i,x_i})` and the
+    conditional Fisher term :math:`T_k^{-4}\\sum_i\\operatorname{Var}_{q_{T_k,i}}(z_i)`
+    (derivations in :mod:`llm_bridge.thermo`).  All in float64.
+
+    Examples
+    --------
+    >>> from llm_bridge.models import tiny_model
+    >>> lm = tiny_model(vocab_size=8, seed=0, eos_token_id=7)
+    >>> res = temperature_scan(lm, [1, 2], log_temperature_grid(0.5, 2.0, 4),
+    ...                        n_samples=16, n_tokens=3, rng=0, progress=False)
+    >>> res.logp.shape
+    (4, 16, 3)
+    >>> res.indicator(L=1).value.shape, res.heat_capacity().value.shape
+    ((3,), (4,))
+    """
+    n_samples, n_tokens, L_max, eos, batch_size = _scan_params(
+        n_samples, n_tokens, L_max, eos, batch_size
+    )
+    grid = validate_grid("temperatures", temperatures, L_max=L_max, positive=True)
+    _check_eos(lm, eos)
+    prompt_ids = _prompt_ids(lm, prompt)
+    _check_context(lm, prompt_ids, n_tokens)
+    root = _seed_sequence(rng)
+    seed, spawn_key = _seed_record(root)
+    params = {
+        "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
+        "prompt": prompt if isinstance(prompt, str) else None, "spawn_key": spawn_key,
+    }
+    path, key, hit = _cached(cache_dir, "temperature", {
+        "model": _model_identity(lm), "prompt_ids": prompt_ids, "grid": grid, "seed": seed,
+        **params,
+    })
+    if hit is not None:
+        return hit
+
+    from llm_bridge import sampling
+
+    K, W = len(grid), 2 * L_max - 1
+    logp = np.full((K, n_samples, 2 * W + 1), np.nan)
+    tokens = np.zeros((K, n_samples, n_tokens), dtype=np.int64)
+    lengths = np.zeros((K, n_samples), dtype=np.int64)
+    energy, score, cond = (np.zeros((K, n_samples)) for _ in range(3))
+    gens = _grid_generators(root, K)
+    parts = cache.PartStore(cache_dir, "temperature", key)
+    with _progress(K, progress, "temperature scan") as bar:
+        for k in range(K):
+            piece = parts.get(f"point{k}")
+            if piece is None:
+                drawn = sampling.sample(
+                    lm, prompt_ids, n_samples, n_tokens, temperature=float(grid[k]), eos=eos,
+                    batch_size=batch_size, rng=gens[k],
+                )
+                tok, length = _as_int_arrays(drawn)
+                lo, hi = max(0, k - W), min(K, k + W + 1)
+                temps = [float(t) for t in grid[lo:hi]] + [1.0]
+                lp, sc, cv = _temperature_block(
+                    lm, prompt_ids, tok, length, temps, float(grid[k]), eos, batch_size
+                )
+                row = np.full((n_samples, 2 * W + 1), np.nan)
+                row[:, W + (lo - k):W + (hi - k)] = lp[:, :-1]
+                _check_finite_self(row[:, W], f"temperature T={grid[k]:g}")
+                piece = {"tokens": tok, "lengths": length, "logp": row, "energy": -lp[:, -1],
+                         "score": sc, "cond": cv}
+                parts.put(f"point{k}", piece)
+            tokens[k], lengths[k], logp[k] = piece["tokens"], piece["lengths"], piece["logp"]
+            energy[k], score[k], cond[k] = piece["energy"], piece["score"], piece["cond"]
+            bar.update()
+    result = ScanResult(
+        kind="temperature", grid=grid, logp=logp, tokens=tokens, lengths=lengths,
+        prompt_ids=(prompt_ids,) * K, labels=tuple(f"{t:.6g}" for t in grid),
+        model_name=str(lm.name), params=params, seed=seed,
+        energy=energy, dlogp_dT=score, conditional_fisher=cond,
+    )
+    return _store(result, path, key, parts)
+
+
+def _temperature_block(lm, prompt_ids, tokens, lengths, temps, own_t, eos, batch_size):
+    """Per-sample log-probabilities at ``temps``, score and Fisher term at ``own_t``.
+
+    The logits of each sample are computed once (teacher forcing) and rescaled for every
+    temperature; samples go through in batches that bound the float64 ``B x N x V`` memory.
+    """
+    import torch
+
+    from llm_bridge import sampling
+
+    n, n_tok = tokens.shape
+    rows = max(1, min(batch_size, _LOGITS_BLOCK // max(1, n_tok * lm.vocab_size)))
+    lp = np.empty((n, len(temps)))
+    score = np.empty(n)
+    cond = np.empty(n)
+    batches = sampling.iter_output_logits(
+        lm, prompt_ids, tokens, lengths, eos=eos, batch_size=rows
+    )
+    with torch.no_grad():
+        for index, logits in batches:
+            tok = torch.as_tensor(tokens[index], device=logits.device)
+            length = torch.as_tensor(lengths[index], device=logits.device)
+            mask = torch.arange(n_tok, device=logits.device)[None, :] < length[:, None]
+            lp[index] = thermo.sequence_log_probs(logits, tok, mask, temps).cpu().numpy()
+            s, c = thermo.temperature_score(logits, tok, mask, own_t)
+            score[index], cond[index] = s.cpu().numpy(), c.cpu().numpy()
+    return lp, score, cond
+
+
+# ============================================================================ prompt slot
+def _render_template(template, value) -> object:
+    if callable(template):
+        return template(value)
+    try:
+        return template.format(value)
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(
+            f"template must have exactly one '{{}}' slot (double other braces), got {template!r}"
+        ) from None
+
+
+def prompt_scan(
+    lm,
+    template,
+    values,
+    *,
+    n_samples: int,
+    n_tokens: int,
+    temperature: float = 1.0,
+    L_max: int = 1,
+    eos: str = "stop",
+    batch_size: int = 64,
+    rng=None,
+    cache_dir=None,
+    progress: bool = True,
+) -> ScanResult:
+    """Scan a slot in the prompt (an integer, a word, ...).
+
+    Parameters
+    ----------
+    lm : llm_bridge.models.LanguageModel
+        The model.
+    template : str or callable
+        A string with one ``{}`` slot, filled with ``template.format(value)``, or a callable
+        ``value -> str | sequence of token ids``.
+    values : sequence
+        The slot values, ``K >= 2 * L_max`` of them.  When all are real numbers they must be
+        strictly increasing and form the grid; otherwise the grid is ``0, 1, ..., K-1`` and
+        the values are kept as labels.
+    n_samples, n_tokens, L_max, eos, batch_size, rng, cache_dir, progress
+        As in :func:`temperature_scan`.
+    temperature : float
+        Sampling and scoring temperature, > 0.
+
+    Returns
+    -------
+    ScanResult
+        ``kind="prompt"``; ``prompt_ids[k]`` holds the ids of the k-th prompt.
+
+    Notes
+    -----
+    Samples drawn after prompt :math:`c_k` are scored after every :math:`c_{k'}` with
+    :math:`|k'-k|\\le W`.  The work is grouped by the scoring prompt: all samples that need
+    :math:`c_{k'}` are scored in one call with that single prompt, so prompts of different
+    token lengths never share a batch and need no padding.
+
+    Examples
+    --------
+    >>> from llm_bridge.models import tiny_model
+    >>> lm = tiny_model(vocab_size=8, seed=0, eos_token_id=7)
+    >>> res = prompt_scan(lm, lambda v: [1] * v, [1, 2, 3, 4], n_samples=8, n_tokens=2,
+    ...                   rng=0, progress=False)
+    >>> [len(p) for p in res.prompt_ids], res.logp.shape
+    ([1, 2, 3, 4], (4, 8, 3))
+    """
+    L_max = _validate.integer("L_max", L_max, low=1)
+    temperature = _validate.real("temperature", temperature, low=0.0, low_open=True)
+    if not callable(template):
+        if not isinstance(template, str) or "{}" not in template:
+            raise ValueError(
+                f"template must be a string with a '{{}}' slot or a callable, got {template!r}"
+            )
+    values = list(values)
+    if values and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        grid = validate_grid("values", values, L_max=L_max)
+    else:
+        grid = validate_grid("values", np.arange(len(values), dtype=float), L_max=L_max)
+    n_samples, n_tokens, L_max, eos, batch_size = _scan_params(
+        n_samples, n_tokens, L_max, eos, batch_size
+    )
+    _check_eos(lm, eos)
+    prompts = [_prompt_ids(lm, _render_template(template, v), name=f"prompt for value {v!r}")
+               for v in values]
+    for v, ids in zip(values, prompts):
+        _check_context(lm, ids, n_tokens, name=f"n_tokens (prompt for value {v!r})")
+    root = _seed_sequence(rng)
+    seed, spawn_key = _seed_record(root)
+    params = {
+        "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
+        "temperature": temperature, "template": template if isinstance(template, str) else None,
+        "spawn_key": spawn_key,
+    }
+    path, key, hit = _cached(cache_dir, "prompt", {
+        "model": _model_identity(lm), "prompt_ids": prompts, "grid": grid, "seed": seed,
+        "labels": [str(v) for v in values], **params,
+    })
+    if hit is not None:
+        return hit
+
+    from llm_bridge import sampling
+
+    K, W = len(grid), 2 * L_max - 1
+    logp = np.full((K, n_samples, 2 * W + 1), np.nan)
+    tokens = np.zeros((K, n_samples, n_tokens), dtype=np.int64)
+    lengths = np.zeros((K, n_samples), dtype=np.int64)
+    gens = _grid_generators(root, K)
+    parts = cache.PartStore(cache_dir, "prompt", key)
+    with _progress(2 * K, progress, "prompt scan") as bar:
+        for k in range(K):
+            piece = parts.get(f"sample{k}")
+            if piece is None:
+                drawn = sampling.sample(
+                    lm, prompts[k], n_samples, n_tokens, temperature=temperature, eos=eos,
+                    batch_size=batch_size, rng=gens[k],
+                )
+                tok, length = _as_int_arrays(drawn)
+                piece = {"tokens": tok, "lengths": length}
+                parts.put(f"sample{k}", piece)
+            tokens[k], lengths[k] = piece["tokens"], piece["lengths"]
+            bar.update()
+        for j in range(K):  # j: the prompt that scores
+            sources = range(max(0, j - W), min(K, j + W + 1))
+            piece = parts.get(f"score{j}")
+            if piece is None:
+                block = sampling.score(
+                    lm, prompts[j],
+                    np.concatenate([tokens[k] for k in sources]),
+                    np.concatenate([lengths[k] for k in sources]),
+                    temperatures=(temperature,), eos=eos, batch_size=batch_size,
+                )
+                piece = {"block": np.asarray(block, dtype=float)[:, 0]}
+                parts.put(f"score{j}", piece)
+            for row, k in zip(piece["block"].reshape(len(sources), n_samples), sources):
+                logp[k, :, W + (j - k)] = row
+            bar.update()
+    for k in range(K):
+        _check_finite_self(logp[k, :, W], f"prompt value {values[k]!r}")
+    result = ScanResult(
+        kind="prompt", grid=grid, logp=logp, tokens=tokens, lengths=lengths,
+        prompt_ids=tuple(prompts), labels=tuple(str(v) for v in values),
+        model_name=str(lm.name), params=params, seed=seed,
+    )
+    return _store(result, path, key, parts)
+
+
+# ============================================================================ checkpoints
+def state_dict_loader(base) -> Callable:
+    """A checkpoint loader for ``(name, state_dict)`` pairs.
+
+    Parameters
+    ----------
+    base : llm_bridge.models.LanguageModel
+        Supplies the architecture and tokenizer; it is never modified.
+
+    Returns
+    -------
+    callable
+        ``loader((name, state_dict)) -> LanguageModel``: a deep copy of ``base.model`` with the
+        state dict loaded (strictly: every key must match), named ``name``.
+    """
+    import copy
+
+    def load(item):
+        name, state = _checkpoint_pair(item)
+        model = copy.deepcopy(base.model)
+        model.load_state_dict(state, strict=True)
+        model.eval()
+        return dataclasses.replace(base, model=model, name=str(name))
+
+    return load
+
+
+def _checkpoint_pair(item):
+    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str) and hasattr(
+        item[1], "keys"
+    ):
+        return item[0], item[1]
+    raise ValueError(
+        f"checkpoints entries must be paths/ids or (name, state_dict) pairs, got {item!r}"
+    )
+
+
+def _checkpoint_identity(item) -> dict:
+    if isinstance(item, (str, os.PathLike)):
+        identity = {"name": os.fspath(item)}
+        files = cache.file_identity(item)
+        if files is not None:
+            identity["files"] = files
+        return identity
+    name, state = _checkpoint_pair(item)
+    return {"name": name, "parameters": cache.state_dict_digest(state)}
+
+
+def _checkpoint_label(item) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    return _checkpoint_pair(item)[0]
+
+
+def checkpoint_scan(
+    checkpoints: Sequence,
+    prompt,
+    *,
+    n_samples: int,
+    n_tokens: int,
+    grid=None,
+    loader: Callable | None = None,
+    temperature: float = 1.0,
+    L_max: int = 1,
+    eos: str = "stop",
+    batch_size: int = 64,
+    rng=None,
+    cache_dir=None,
+    progress: bool = True,
+) -> ScanResult:
+    """Scan a sequence of checkpoints (training steps, model edits, ...).
+
+    Parameters
+    ----------
+    checkpoints : sequence
+        ``K >= 2 * L_max`` checkpoints in grid order: paths or model ids (loaded with
+        ``loader``, by default :func:`llm_bridge.models.load_model`), or ``(name, state_dict)``
+        pairs (then pass ``loader=state_dict_loader(base)``).
+    prompt : str or sequence of int
+        The prompt, encoded once with the first checkpoint's tokenizer; every checkpoint must
+        share the vocabulary.
+    grid : array_like, optional
+        Strictly increasing positions of the checkpoints (e.g. training steps); default
+        ``0, 1, ..., K-1``.
+    loader : callable, optional
+        ``loader(checkpoint) -> LanguageModel``, called exactly once per checkpoint.
+    temperature : float
+        Sampling and scoring temperature, > 0.
+    n_samples, n_tokens, L_max, eos, batch_size, rng, cache_dir, progress
+        As in :func:`temperature_scan`.
+
+    Returns
+    -------
+    ScanResult
+        ``kind="checkpoint"``, labels are the checkpoint names.
+
+    Notes
+    -----
+    Checkpoints are visited in grid order and each is loaded once.  When checkpoint :math:`k`
+    arrives its samples are drawn, and the pairs :math:`(k, j)` for
+    :math:`k - W \\le j \\le k` are scored in both directions (samples of :math:`k` under
+    :math:`j` and samples of :math:`j` under :math:`k`); checkpoint :math:`k - W` is then
+    released.  At most :math:`W + 1` models are in memory at once.  With ``cache_dir`` every
+    finished checkpoint is stored; a re-run after an interruption skips those and reloads
+    only the (at most :math:`W`) finished checkpoints whose pairs with unfinished ones are
+    still missing.
+
+    Examples
+    --------
+    >>> from llm_bridge.models import tiny_model
+    >>> steps = {"step100": 1, "step200": 2, "step300": 3}
+    >>> load = lambda name: tiny_model(vocab_size=8, seed=steps[name], eos_token_id=7)
+    >>> res = checkpoint_scan(list(steps), [1, 2], grid=[100, 200, 300], loader=load,
+    ...                       n_samples=8, n_tokens=2, rng=0, progress=False)
+    >>> res.labels
+    ('step100', 'step200', 'step300')
+    """
+    L_max = _validate.integer("L_max", L_max, low=1)
+    items = list(checkpoints)
+    if not items:
+        raise ValueError("checkpoints must be a non-empty sequence, got []")
+    grid = validate_grid(
+        "grid", np.arange(len(items), dtype=float) if grid is None else grid, L_max=L_max
+    )
+    if len(grid) != len(items):
+        raise ValueError(f"grid must have one value per checkpoint ({len(items)}), got {len(grid)}")
+    temperature = _validate.real("temperature", temperature, low=0.0, low_open=True)
+    n_samples, n_tokens, L_max, eos, batch_size = _scan_params(
+        n_samples, n_tokens, L_max, eos, batch_size
+    )
+    if isinstance(prompt, str) and not prompt:
+        raise ValueError("prompt must be a non-empty string or token-id sequence, got ''")
+    labels = tuple(_checkpoint_label(c) for c in items)
+    if loader is None:
+        if not all(isinstance(c, (str, os.PathLike)) for c in items):
+            raise ValueError(
+                "loader must be given (e.g. state_dict_loader(base)) when checkpoints are "
+                "(name, state_dict) pairs"
+            )
+        from llm_bridge.models import load_model as loader
+    root = _seed_sequence(rng)
+    seed, spawn_key = _seed_record(root)
+    params = {
+        "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
+        "temperature": temperature, "prompt": prompt if isinstance(prompt, str) else None,
+        "spawn_key": spawn_key,
+    }
+    path, key, hit = _cached(cache_dir, "checkpoint", {
+        "checkpoints": [_checkpoint_identity(c) for c in items],
+        "prompt_input": prompt if isinstance(prompt, str) else np.asarray(prompt, dtype=np.int64),
+        "grid": grid, "seed": seed, **params,
+    })
+    if hit is not None:
+        return hit
+
+    from llm_bridge import sampling
+
+    K, W = len(grid), 2 * L_max - 1
+    logp = np.full((K, n_samples, 2 * W + 1), np.nan)
+    tokens = np.zeros((K, n_samples, n_tokens), dtype=np.int64)
+    lengths = np.zeros((K, n_samples), dtype=np.int64)
+    gens = _grid_generators(root, K)
+    parts = cache.PartStore(cache_dir, "checkpoint", key)
+    loaded: dict[int, object] = {}
+    state = {"prompt_ids": None, "vocab": None}
+
+    def model(j):  # checkpoint j, loaded on first use
+        if j not in loaded:
+            lm = loader(items[j])
+            if state["prompt_ids"] is None:
+                state["prompt_ids"] = _prompt_ids(lm, prompt)
+            if state["vocab"] is None:
+                state["vocab"] = (lm.vocab_size, labels[j])
+            elif lm.vocab_size != state["vocab"][0]:
+                raise ValueError(
+                    f"checkpoints must share one vocabulary: {labels[j]!r} has vocab_size "
+                    f"{lm.vocab_size}, {state['vocab'][1]!r} has {state['vocab'][0]}"
+                )
+            _check_context(lm, state["prompt_ids"], n_tokens)
+            _check_eos(lm, eos)
+            loaded[j] = lm
+        return loaded[j]
+
+    def score_under(j, k):  # samples of k scored by checkpoint j
+        lp = sampling.score(
+            model(j), state["prompt_ids"], tokens[k], lengths[k], temperatures=(temperature,),
+            eos=eos, batch_size=batch_size,
+        )
+        logp[k, :, W + (j - k)] = np.asarray(lp, dtype=float)[:, 0]
+
+    with _progress(K, progress, "checkpoint scan") as bar:
+        for k in range(K):
+            earlier = range(max(0, k - W), k)
+            piece = parts.get(f"point{k}")
+            if piece is None:
+                lm = model(k)
+                drawn = sampling.sample(
+                    lm, state["prompt_ids"], n_samples, n_tokens, temperature=temperature,
+                    eos=eos, batch_size=batch_size, rng=gens[k],
+                )
+                tokens[k], lengths[k] = _as_int_arrays(drawn)
+                for j in (*earlier, k):
+                    score_under(j, k)
+                    if j != k:
+                        score_under(k, j)
+                _check_finite_self(logp[k, :, W], f"checkpoint {labels[k]!r}")
+                piece = {
+                    "tokens": tokens[k], "lengths": lengths[k], "own": logp[k, :, :W + 1],
+                    "earlier": np.array([logp[j, :, W + (k - j)] for j in earlier]).reshape(
+                        len(earlier), n_samples),
+                    "prompt_ids": state["prompt_ids"],
+                }
+                parts.put(f"point{k}", piece)
+            else:
+                tokens[k], lengths[k] = piece["tokens"], piece["lengths"]
+                logp[k, :, :W + 1] = piece["own"]
+                for j, row in zip(earlier, piece["earlier"]):
+                    logp[j, :, W + (k - j)] = row
+                if state["prompt_ids"] is None:
+                    state["prompt_ids"] = piece["prompt_ids"]
+            for j in [j for j in loaded if j <= k - W]:
+                del loaded[j]
+            bar.update()
+    prompt_ids = state["prompt_ids"]
+    result = ScanResult(
+        kind="checkpoint", grid=grid, logp=logp, tokens=tokens, lengths=lengths,
+        prompt_ids=(prompt_ids,) * K, labels=labels,
+        model_name=f"{labels[0]} .. {labels[-1]}", params=params, seed=seed,
+    )
+    return _store(result, path, key, parts)
