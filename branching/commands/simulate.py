@@ -33,6 +33,8 @@ def register(subparsers) -> None:
                         help="also track cohorts and the divergence-depth law of the output")
     parser.add_argument("--out", default=None, metavar="TABLE.csv",
                         help="write the tidy per-step table to this CSV file")
+    parser.add_argument("--plot", default=None, metavar="PLOT.png",
+                        help="plot E Z_t with its standard error and the 10/50/90%% quantiles")
     parser.set_defaults(handler=run)
 
 
@@ -66,7 +68,30 @@ def run(args) -> int:
             for row in result.rows():
                 writer.writerow(["" if item is None else item for item in row])
         print(f"  table written to {args.out}")
+    if args.plot is not None:
+        _plot(result, args.plot)
+        print(f"  plot written to {args.plot}")
     return 0
+
+
+def _plot(result, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = range(result.model.T + 1)
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    ax.plot(steps, result.mean, color="k", label="mean")
+    ax.fill_between(steps, result.mean - 2 * result.mean_se, result.mean + 2 * result.mean_se,
+                    color="k", alpha=0.2, label="mean +- 2 se")
+    for level, values in result.quantiles.items():
+        ax.plot(steps, values, lw=0.8, ls="--", label=f"{level:.0%} quantile")
+    ax.set(xlabel="step t", ylabel="erroneous candidates Z_t", yscale="symlog",
+           title=f"{result.n_runs} runs of {result.model!r}"[:90])
+    ax.legend()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _number(value: float) -> str:

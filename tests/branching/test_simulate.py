@@ -709,12 +709,13 @@ def test_contrasts_invalid_input(call, match):
 
 # =========================================================================== command line
 def test_cli_simulate(tmp_path, capsys):
-    out = tmp_path / "table.csv"
+    out, plot = tmp_path / "table.csv", tmp_path / "mean.png"
     code = cli_main(["simulate", "--M", "100", "--r0", "0.8", "--T", "10", "--runs", "500",
-                     "--seed", "3", "--out", str(out), "--threads", "1"])
+                     "--seed", "3", "--out", str(out), "--threads", "1", "--plot", str(plot)])
     assert code == 0
     text = capsys.readouterr().out
     assert "accuracy" in text and "seed entropy 3" in text and "table written" in text
+    assert plot.stat().st_size > 10_000
     lines = out.read_text().splitlines()
     assert lines[0] == "statistic,step,depth,value,se" and len(lines) > 11
     expected = simulate(ListDecoderModel.from_r0(M=100, r0=0.8, T=10), 500, rng=3)
