@@ -1,8 +1,10 @@
 """Prompt-integer scan of the default model: "Is N larger than 42?" for N around 42.
 
-An instruction-following model that compares integers changes its answer distribution
-abruptly at N = 42; the linear dissimilarity between neighbouring prompts peaks there.  The
-scan is cached under ``<out_dir>/cache``.
+A model that compares integers changes its answer distribution abruptly at N = 42, and the
+dissimilarity between neighbouring prompts peaks there.  SmolLM2-135M-Instruct does not:
+its fraction of "Yes" answers stays near 0.35 on both sides and the indicator shows no peak
+at 42 (128 samples per value) -- the ability is absent at this scale.  The scan is cached
+under ``<out_dir>/cache``.
 """
 
 from __future__ import annotations
