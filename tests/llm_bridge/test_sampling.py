@@ -32,16 +32,6 @@ PROMPT = (0, 2, 1)
 TEMPERATURES = (0.3, 1.0, 2.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The tiny models gain nothing from threads, and on a shared machine two OpenMP threads
-    competing with other processes slow them down many times over; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def lm64():
     return tiny_model(V, seed=3, eos_token_id=EOS, dtype="float64", device="cpu")

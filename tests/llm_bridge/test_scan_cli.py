@@ -6,7 +6,6 @@ import matplotlib.figure  # noqa: F401  - imported here: first imports add warni
 import numpy as np
 import pandas as pd
 import pytest
-import torch  # noqa: F401
 import transformers  # noqa: F401
 
 from branching import cli
@@ -15,17 +14,6 @@ from llm_bridge.commands.scan import load_cli_model, parse_grid, parse_values
 from llm_bridge.scan_result import ScanResult
 
 TINY = "tiny:5:0:4"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on the shared 2-core machine two
-    threads per process oversubscribe the cores (measured: 5-10x slower forward passes under
-    load).  Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(*argv):

@@ -26,17 +26,6 @@ from llm_bridge.scan_result import ScanResult
 V, N, EOS = 5, 3, 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on the shared 2-core machine two
-    threads per process oversubscribe the cores (measured: 5-10x slower forward passes under
-    load).  Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ============================================================================ brute force
 _LOGITS = {}   # (id of the model, prompt, prefix) -> float64 logits of the next token
 
