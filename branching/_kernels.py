@@ -711,6 +711,35 @@ def outcome_summary(run_z, run_alive, run_compute, run_capped_at, run_lost_at, r
             lost_hist[run_cause[r], run_lost_at[r]] += 1
 
 
+# --------------------------------------------------------------------------- capping
+@njit(cache=True)
+def _rescale_cohorts(cohort, upto, total, newest):
+    """Rescale ``cohort[:upto]`` in place to sum to ``total`` when a run is capped.
+
+    The composition of the last uncapped step is kept: each cohort gets the floor of its
+    proportional share and the remainder goes, one each, to the largest fractional parts.
+    With no earlier candidates, all ``total`` belong to the ``newest`` cohort.
+    """
+    before = 0.0
+    for j in range(upto):
+        before += cohort[j]
+    if before == 0.0:
+        cohort[newest] = total
+        return
+    fraction = np.empty(upto)
+    assigned = np.int64(0)
+    for j in range(upto):
+        exact_share = cohort[j] / before * total
+        share = np.int64(math.floor(exact_share))
+        fraction[j] = exact_share - share
+        cohort[j] = share
+        assigned += share
+    for _ in range(total - assigned):
+        j = np.argmax(fraction)
+        cohort[j] += 1
+        fraction[j] = -1.0
+
+
 # --------------------------------------------------------------------------- pruning
 @njit(cache=True)
 def _keep_uniform_subset(st, counts, upto, keep, scratch):
@@ -922,6 +951,8 @@ def count_process_chunk(
                             alive = False
                             lost_at = t + 1
                             cause = LOST_PRUNED
+                    if cohorts:
+                        _rescale_cohorts(cohort, t + 1, z, t)
                 else:
                     z = new
                     if cohorts:

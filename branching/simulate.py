@@ -40,7 +40,8 @@ none afterwards.  With a cap ``K``, a list of :math:`1+Z>K` candidates keeps ``K
 chosen uniformly: the oracle survives with probability :math:`K/(1+Z)` and the count
 becomes ``K - 1``, or ``K`` if the oracle is pruned.  A count above ``ceiling`` marks the
 replicate *capped*: its count stays at ``ceiling`` from then on (the oracle path keeps
-evolving), and every statistic computed from it is a bound, flagged by
+evolving; with cohort tracking, the cohort sizes of the last uncapped step are rescaled to
+sum to ``ceiling`` and then held), and every statistic computed from it is a bound, flagged by
 ``capped_fraction`` and ``capped_by_step``.  No count ever overflows.
 
 Reproducibility
