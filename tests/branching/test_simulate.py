@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
@@ -29,17 +29,10 @@ from branching.simulate import (
     simulate_instant_generation,
     simulate_top_k,
 )
-
-P_MIN = 1e-3  # smallest acceptable goodness-of-fit p-value
-N_SE = 4.0    # tolerance in standard errors
+from stat_checks import P_MIN, assert_close, chi_square_pvalue, two_sample_pvalue
 
 
 # =========================================================================== helpers
-def assert_close(value, se, exact_value, what=""):
-    assert se > 0, f"{what}: zero standard error"
-    assert abs(value - exact_value) < N_SE * se, f"{what}: {value} vs {exact_value} (se {se})"
-
-
 def assert_probability(value, se, exact_value, n, what=""):
     """A Monte Carlo frequency against its exact probability: within 4 SE, or -- when
     every replicate agreed (SE 0) -- a unanimous outcome that is not implausible
@@ -49,51 +42,6 @@ def assert_probability(value, se, exact_value, n, what=""):
     else:
         chance = (1.0 - exact_value) ** n if value == 0 else exact_value**n
         assert chance > P_MIN, f"{what}: all {n} replicates gave {value}, exact {exact_value}"
-
-
-def chi_square_pvalue(observed_counts, probs, n):
-    """Chi-square p-value of counts against probabilities, pooling cells with expected < 5.
-
-    Cells are pooled left to right; the mass not in ``probs`` goes to a final tail cell.
-    """
-    obs = np.zeros(len(probs) + 1)
-    obs[: min(len(observed_counts), len(probs))] = observed_counts[: len(probs)]
-    obs[-1] = n - obs[:-1].sum()
-    exp = np.append(np.asarray(probs, float), max(0.0, 1.0 - float(np.sum(probs)))) * n
-    pooled_o, pooled_e, acc_o, acc_e = [], [], 0.0, 0.0
-    for o, e in zip(obs, exp):
-        acc_o += o
-        acc_e += e
-        if acc_e >= 5:
-            pooled_o.append(acc_o)
-            pooled_e.append(acc_e)
-            acc_o = acc_e = 0.0
-    if acc_e > 0 or acc_o > 0:
-        if pooled_e:
-            pooled_o[-1] += acc_o
-            pooled_e[-1] += acc_e
-        else:
-            pooled_o.append(acc_o)
-            pooled_e.append(acc_e)
-    assert len(pooled_e) >= 2, "too few cells for a chi-square test"
-    return stats.chisquare(pooled_o, pooled_e).pvalue
-
-
-def two_sample_pvalue(a, b):
-    """Chi-square homogeneity p-value of two samples of counts (cells with < 10 pooled)."""
-    top = int(max(a.max(), b.max())) + 1
-    ca, cb = np.bincount(a, minlength=top), np.bincount(b, minlength=top)
-    rows_a, rows_b, acc_a, acc_b = [], [], 0, 0
-    for x, y in zip(ca, cb):
-        acc_a, acc_b = acc_a + x, acc_b + y
-        if acc_a + acc_b >= 20:
-            rows_a.append(acc_a)
-            rows_b.append(acc_b)
-            acc_a = acc_b = 0
-    if rows_a:
-        rows_a[-1] += acc_a
-        rows_b[-1] += acc_b
-    return stats.chi2_contingency(np.array([rows_a, rows_b])).pvalue
 
 
 def bernoulli_sum_pmf(rates):
@@ -602,6 +550,8 @@ def test_zero_horizon():
     cohorts=st.booleans(),
     seed=st.integers(0, 2**32),
 )
+# Capped runs with cohort tracking: the cohorts must still add up to the (capped) count.
+@example(M=6, eps=0.5, T=6, delta=0.0, K=None, law="binomial", cohorts=True, seed=0)
 def test_invariants(M, eps, T, delta, K, law, cohorts, seed):
     model = ListDecoderModel(M=M, eps=eps, T=T, delta=delta, K=K, law=law)
     r = simulate(model, 50, rng=seed, ceiling=1000, cohorts=cohorts, keep_paths=True, chunk_size=16)

@@ -13,59 +13,10 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from branching import ListDecoderModel, exact
 from branching.simulate import simulate, simulate_token_decoder
-
-P_MIN = 1e-3
-N_SE = 4.0
-
-
-def assert_close(value, se, exact_value, what=""):
-    assert se > 0, f"{what}: zero standard error"
-    assert abs(value - exact_value) < N_SE * se, f"{what}: {value} vs {exact_value} (se {se})"
-
-
-def assert_same(a, se_a, b, se_b, what=""):
-    """Two independent estimates of the same quantity agree within 4 combined SE."""
-    se = math.hypot(se_a, se_b)
-    assert se > 0, f"{what}: zero standard errors"
-    assert abs(a - b) < N_SE * se, f"{what}: {a} vs {b} (se {se})"
-
-
-def law_pvalue(sample, probs):
-    """Chi-square p-value of a sample of counts against a pmf (cells with expected < 5 pooled)."""
-    n = sample.size
-    counts = np.bincount(sample, minlength=len(probs)).astype(float)
-    obs = np.append(counts[: len(probs)], counts[len(probs):].sum())
-    exp = np.append(probs, max(0.0, 1.0 - np.sum(probs))) * n
-    po, pe, ao, ae = [], [], 0.0, 0.0
-    for o, e in zip(obs, exp):
-        ao, ae = ao + o, ae + e
-        if ae >= 5:
-            po.append(ao)
-            pe.append(ae)
-            ao = ae = 0.0
-    po[-1] += ao
-    pe[-1] += ae
-    return stats.chisquare(po, pe).pvalue
-
-
-def two_sample_pvalue(a, b):
-    """Chi-square homogeneity p-value of two samples of counts (cells pooled to >= 20)."""
-    top = int(max(a.max(), b.max())) + 1
-    ca, cb = np.bincount(a, minlength=top), np.bincount(b, minlength=top)
-    ra, rb, xa, xb = [], [], 0, 0
-    for x, y in zip(ca, cb):
-        xa, xb = xa + x, xb + y
-        if xa + xb >= 20:
-            ra.append(xa)
-            rb.append(xb)
-            xa = xb = 0
-    ra[-1] += xa
-    rb[-1] += xb
-    return stats.chi2_contingency(np.array([ra, rb])).pvalue
+from stat_checks import N_SE, P_MIN, assert_close, assert_same, law_pvalue, two_sample_pvalue
 
 
 def test_token_decoder_matches_exact_laws():
