@@ -75,6 +75,7 @@ __all__ = [
     "prob_oracle_alone",
     "accuracy",
     "accuracy_estimate",
+    "log_accuracy",
     "AccuracyEstimate",
     "divergence_depth_law",
     # one erroneous lineage
@@ -578,7 +579,9 @@ def _invert(log_pgf_complex, n_out: int, *, damped: bool, horizon: int,
     tail; ``N >= 2 n_out`` and ``N >= min_size``, a size with :math:`P(Z\ge N)\le10^{-17}`;
     ``r^N = 0.1``) keep round-off and aliasing near machine precision; damped
     grids (mass beyond the cap) use ``N >= 8 n_out`` and ``r^N = 1e-14``, which bounds the
-    aliasing by ``1e-14`` and the round-off amplification by ``10^{14/8} < 60``.
+    aliasing by ``1e-14`` and the round-off amplification by ``10^{14/8} < 60``.  The raw
+    values are returned: round-off can make tiny probabilities slightly negative, and
+    :func:`_make_law` reports it.
     """
     over, alpha = (8, 1e-14) if damped else (2, 0.1)
     size = sfft.next_fast_len(max(64, over * n_out, min_size), real=True)
@@ -600,8 +603,7 @@ def _invert(log_pgf_complex, n_out: int, *, damped: bool, horizon: int,
         raise ValueError("the generating function is not finite on the inversion circle")
     b = np.fft.irfft(np.conj(values), n=size)[:n_out]
     with np.errstate(over="ignore"):
-        p = b * np.exp(-log_r * np.arange(n_out))
-    return np.clip(p, 0.0, 1.0)
+        return b * np.exp(-log_r * np.arange(n_out))
 
 
 # =========================================================================== laws of Z_T
@@ -612,11 +614,17 @@ class ZLaw:
     Attributes
     ----------
     values : ndarray of shape (cap+1,)
-        ``values[n] = P(Z = n)``, absolute error below about ``1e-14`` (see :func:`pmf`).
+        ``values[n] = P(Z = n)``, absolute error below about ``1e-14`` (see :func:`pmf`);
+        entries that round-off made negative are set to 0 (``roundoff`` says by how much).
     cap : int
         Largest value tabulated.
     truncated_mass : float
-        ``P(Z > cap) = 1 - sum(values)`` (clipped at 0).
+        ``P(Z > cap)``: ``1 - sum`` of the raw inverted values (before any entry is set to
+        0), and 0 if that sum exceeds 1 by round-off.
+    roundoff : float
+        Size of the round-off seen in the inversion: the largest magnitude of a negative
+        raw value, or the excess of their sum over 1, whichever is larger.  Probabilities
+        and ``truncated_mass`` are accurate only to about this absolute level.
     model : ListDecoderModel
         The model that produced it.
     stationary : bool
@@ -628,6 +636,7 @@ class ZLaw:
     truncated_mass: float
     model: ListDecoderModel
     stationary: bool = False
+    roundoff: float = 0.0
 
     def __post_init__(self):
         values = np.asarray(self.values, dtype=float)
@@ -653,14 +662,15 @@ class ZLaw:
         import pandas as pd
 
         frame = pd.DataFrame({"n": np.arange(self.values.size), "probability": self.values})
-        frame.attrs.update(truncated_mass=self.truncated_mass, model=repr(self.model),
-                           stationary=self.stationary)
+        frame.attrs.update(truncated_mass=self.truncated_mass, roundoff=self.roundoff,
+                           model=repr(self.model), stationary=self.stationary)
         return frame
 
     def __repr__(self):
         what = "Z_inf" if self.stationary else f"Z_T, T={self.model.T}"
         return (
             f"ZLaw({what}, cap={self.cap}, truncated_mass={self.truncated_mass:.3g}, "
+            f"roundoff={self.roundoff:.2g}, "
             f"mean<=cap={self.mean():.6g}, model={self.model!r})"
         )
 
@@ -669,15 +679,24 @@ def _check_tail(tail) -> float:
     return check.real("tail", tail, low=1e-15, high=0.5)
 
 
-def _make_law(model, values, cap, stationary, expected_mean) -> ZLaw:
-    truncated = min(1.0, max(0.0, 1.0 - math.fsum(values)))
+def _make_law(model, raw, cap, stationary, expected_mean) -> ZLaw:
+    """The law from raw inverted values: round-off measured, then negative entries zeroed."""
+    total = math.fsum(raw)
+    negative = float(-np.min(raw)) if raw.size and np.min(raw) < 0 else 0.0
+    roundoff = max(negative, total - 1.0, 0.0)
+    truncated = min(1.0, max(0.0, 1.0 - total))
+    if roundoff > 1e-10:
+        logger.warning("the inversion of the pgf of %s has round-off %.3g (negative "
+                       "probabilities or a total above 1)", "Z_inf" if stationary else "Z_T",
+                       roundoff)
+    values = np.maximum(raw, 0.0)
     if truncated > 0.01:
         logger.warning(
             "%.4g of the mass of %s lies beyond cap=%d (E Z = %.4g): the table holds only "
             "the lower tail", truncated, "Z_inf" if stationary else "Z_T", cap, expected_mean,
         )
     return ZLaw(values=values, cap=cap, truncated_mass=truncated, model=model,
-                stationary=stationary)
+                stationary=stationary, roundoff=roundoff)
 
 
 def pmf(model: ListDecoderModel, *, cap: int | None = None, tail: float = 1e-12) -> ZLaw:
@@ -844,39 +863,57 @@ class AccuracyEstimate:
     Attributes
     ----------
     value : float
+        The accuracy; ``0.0`` when it is below the float64 range (about ``1e-308``), which
+        happens deep in the super-critical phase: then ``log_value`` holds it.
     abs_error : float
-        Absolute difference between two quadrature resolutions (8 and 16 Gauss-Legendre
-        nodes per panel): an error estimate, conservative for the finer rule.
+        Absolute error estimate of ``value`` (underflows with it).
     n_nodes : int
         Number of generating-function evaluations of the finer rule.
     model : ListDecoderModel
+    log_value : float
+        Natural logarithm of the accuracy, finite even where ``value`` underflows
+        (``-inf`` only when the accuracy is exactly 0).
+    rel_error : float
+        Relative error estimate: the difference between two quadrature resolutions (8 and
+        16 Gauss-Legendre nodes per panel), conservative for the finer rule, plus a
+        rigorous bound on the part of the integral that is not evaluated.
     """
 
     value: float
     abs_error: float
     n_nodes: int
     model: ListDecoderModel
+    log_value: float
+    rel_error: float
 
     def __float__(self) -> float:
         return self.value
 
+    @property
+    def log10_value(self) -> float:
+        """Decimal logarithm of the accuracy."""
+        return self.log_value / math.log(10.0)
+
     def to_pandas(self):
-        """One-row table with the value, its error estimate and the model parameters."""
+        """One-row table with the value, its logarithm, its error estimates and the model."""
         import pandas as pd
 
         return pd.DataFrame([{"M": self.model.M, "T": self.model.T, "r0": self.model.r0,
                               "delta": self.model.delta, "accuracy": self.value,
-                              "abs_error": self.abs_error, "n_nodes": self.n_nodes}])
+                              "log_accuracy": self.log_value, "abs_error": self.abs_error,
+                              "rel_error": self.rel_error, "n_nodes": self.n_nodes}])
 
     def __repr__(self):
-        return (f"AccuracyEstimate(value={self.value:.10g}, abs_error={self.abs_error:.2g}, "
+        shown = (f"value={self.value:.10g}" if self.value > 0 or self.log_value == -math.inf
+                 else f"value=10**{self.log10_value:.10g} (below float range)")
+        return (f"AccuracyEstimate({shown}, rel_error={self.rel_error:.2g}, "
                 f"n_nodes={self.n_nodes}, model={self.model!r})")
 
 
-def _panels(y_lo: float, width: float, order: int):
-    """Composite Gauss-Legendre nodes and weights on [y_lo, 0]."""
-    count = max(1, int(math.ceil(-y_lo / width)))
-    edges = np.linspace(y_lo, 0.0, count + 1)
+def _panels(y_lo: float, width: float, order: int, y_hi: float = 0.0):
+    """Composite Gauss-Legendre nodes and weights on [y_lo, y_hi]."""
+    count = max(1, int(math.ceil((y_hi - y_lo) / width)))
+    edges = np.linspace(y_lo, y_hi, count + 1)
     x, wts = np.polynomial.legendre.leggauss(order)
     half = 0.5 * np.diff(edges)
     mid = 0.5 * (edges[1:] + edges[:-1])
@@ -891,6 +928,118 @@ def _y_floor(model: ListDecoderModel) -> float:
     return math.log(1e-20) - float(np.logaddexp(0.0, log_mean))
 
 
+#: Below this ``log w`` the backward pass advances ``log w`` by ``log m`` (relative error
+#: ``O(w f''(1)/m)`` per step, below 1e-25 for M up to 1e5) instead of forming ``1 - f(1-w)``.
+_LOG_W_LINEAR = math.log(1e-30)
+
+
+def _log_pgf_log_w(model: ListDecoderModel, y: np.ndarray) -> np.ndarray:
+    r"""``log E[s^{Z_T} | oracle kept]`` at ``s = 1 - e^y`` for real ``y <= 0``.
+
+    The same backward pass as :func:`_log_pgf` but carrying :math:`y = \log w`, so that
+    distances far below the float64 range (:math:`w = 10^{-3000}` deep in the
+    super-critical phase) are represented.  While every :math:`w < 10^{-30}`,
+    :math:`1 - f(1-w) = m w\,(1 + O(w))` and :math:`\log h(1-w) = -\lambda w + O(w^2)`, so
+    :math:`y` advances by :math:`\log m` and the factor contributes :math:`-\lambda e^y`.
+    """
+    y = np.asarray(y, dtype=float)
+    order = np.argsort(y, kind="stable")
+    ys = y[order]  # the map y -> log(1 - f(1 - e^y)) is increasing: ys stays sorted
+    acc = np.zeros(ys.shape)
+    laws = model.laws()
+    with np.errstate(all="ignore"):
+        for k in range(model.T - 1, -1, -1):
+            f, h = laws[k]
+            n = int(np.searchsorted(ys, _LOG_W_LINEAR))  # ys[:n] is in the linear regime
+            if n:
+                if ys[n - 1] > _LOG_W_NEGLIGIBLE:
+                    acc[:n] -= h.mean * np.exp(ys[:n])
+                ys[:n] += math.log(f.mean) if f.mean > 0 else -np.inf
+            if n < ys.size:
+                log_h, w_next = _step(f, h, np.exp(ys[n:]), k > 0)
+                acc[n:] += np.real(log_h)
+                if k > 0:
+                    ys[n:] = np.log(np.real(w_next))
+    out = np.empty_like(acc)
+    out[order] = acc
+    return out
+
+
+#: Below this ``log w`` the term ``-lambda w`` of a factor is below 1e-290: dropped.
+_LOG_W_NEGLIGIBLE = math.log(1e-300)
+
+
+def _log_integral(log_values: np.ndarray, weights: np.ndarray) -> float:
+    """``log sum(weights * exp(log_values))`` for positive weights."""
+    if log_values.size == 0:
+        return -math.inf
+    with np.errstate(divide="ignore"):
+        terms = log_values + np.log(weights)
+    top = float(np.max(terms))
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(math.fsum(np.exp(terms - top)))
+
+
+def _log_accuracy_kept(model: ListDecoderModel, order: int, width: float
+                       ) -> tuple[float, float, int, float]:
+    r"""``(log I_coarse, log I_fine, n_fine_nodes, log remainder bound)`` for
+    :math:`I = \int_{-\infty}^0 G_T(1-e^y)e^y\,dy` with the oracle kept.
+
+    Panels of width ``width`` are added from :math:`y_{lo}` upwards in blocks.  Since
+    :math:`G_T(1-e^y)` decreases in :math:`y`, the integral over :math:`[y_b, 0]` is at most
+    :math:`G_T(1-e^{y_b})(1-e^{y_b})`; the sweep stops once that bound is below
+    :math:`10^{-17}` of the integral so far, and the bound is returned (in logs).
+    """
+    y_lo = _y_floor(model)
+    log_coarse = log_fine = y_lo  # the part below y_lo: w_lo (1 + O(1e-20))
+    nodes = 0
+    log_rest = -math.inf
+    a = y_lo
+    while a < 0.0:
+        b = min(0.0, a + _BLOCK)
+        coarse_y, coarse_wt = _panels(a, width, order // 2, b)
+        fine_y, fine_wt = _panels(a, width, order, b)
+        left, log_width = _tail_grid(b)
+        log_g = _log_pgf_log_w(model, np.concatenate([coarse_y, fine_y, left]))
+        if np.any(np.isnan(log_g)):
+            raise ValueError(f"the accuracy integrand is NaN for {model!r}")
+        n_c, n_f = coarse_y.size, coarse_y.size + fine_y.size
+        log_coarse = float(np.logaddexp(log_coarse,
+                                        _log_integral(log_g[:n_c] + coarse_y, coarse_wt)))
+        log_fine = float(np.logaddexp(log_fine,
+                                      _log_integral(log_g[n_c:n_f] + fine_y, fine_wt)))
+        nodes += fine_y.size
+        a = b
+        log_rest = _log_integral(log_g[n_f:] + log_width, np.ones(left.size))
+        if log_rest < log_fine + math.log(1e-17):
+            break
+    return log_coarse, log_fine, nodes, log_rest
+
+
+#: Width in y of one block of quadrature panels in :func:`_log_accuracy_kept`.
+_BLOCK = 128.0
+
+
+def _tail_grid(b: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""Left ends :math:`y_j` and :math:`\log(e^{y_{j+1}}-e^{y_j})` of a grid
+    :math:`b=y_0<\dots<y_n=0` that bounds the rest of the accuracy integral.
+
+    :math:`G_T(1-e^y)` decreases in :math:`y`, so :math:`\int_b^0 G_T(1-e^y)e^y\,dy \le
+    \sum_j G_T(1-e^{y_j})(e^{y_{j+1}}-e^{y_j})`.  The grid has unit steps for 128 units
+    above ``b``, then steps growing geometrically (factor :math:`2^{1/16}`), so a few
+    hundred points cover any range.  Empty when ``b = 0``.
+    """
+    if b >= 0.0:
+        return np.zeros(0), np.zeros(0)
+    offsets = np.concatenate([np.arange(128.0), 128.0 * 2.0 ** (np.arange(1, 400) / 16.0)])
+    y = b + offsets
+    y = np.append(y[y < 0.0], 0.0)
+    left, right = y[:-1], y[1:]
+    with np.errstate(divide="ignore"):
+        return left, right + np.log(-np.expm1(left - right))
+
+
 def accuracy_estimate(model: ListDecoderModel) -> AccuracyEstimate:
     r"""Accuracy of a uniform final choice, with a quadrature error estimate.
 
@@ -901,6 +1050,7 @@ def accuracy_estimate(model: ListDecoderModel) -> AccuracyEstimate:
     Returns
     -------
     AccuracyEstimate
+        Its ``log_value`` is the natural logarithm, correct where ``value`` underflows.
 
     Notes
     -----
@@ -914,12 +1064,18 @@ def accuracy_estimate(model: ListDecoderModel) -> AccuracyEstimate:
 
     The substitution :math:`s = 1 - e^y` resolves the layer near :math:`s = 1` where a
     super-critical :math:`G_T` drops from 1 to 0 (at :math:`1-s\approx 1/Z_T`, e.g.
-    :math:`10^{-41}`).  :math:`G_T(1-e^y) = \mathbb E\exp(Z_T\log(1-e^y))` is a mixture of
-    double exponentials in :math:`y`, each varying on a scale of order 1, so composite
-    Gauss-Legendre panels of width 1 resolve it; the range starts at
+    :math:`10^{-3000}` at :math:`R_0 = 2`, :math:`T = 10^4`).  The backward pass carries
+    :math:`y = \log(1-s)` itself (:func:`_log_pgf_log_w`) and the sums are formed in log
+    space, so nothing underflows.  :math:`G_T(1-e^y) = \mathbb E\exp(Z_T\log(1-e^y))` is a
+    mixture of double exponentials in :math:`y`, each varying on a scale of order 1, so
+    composite Gauss-Legendre panels of width 1 resolve it; the range starts at
     :math:`w_{lo} = 10^{-20}/(1+\mathbb E Z_T)`, below which the integrand is
-    :math:`e^y(1 + O(\mathbb E Z_T e^y))` and its integral :math:`w_{lo}` is added.  Panels
-    are halved (up to four times) until the two resolutions agree to ``1e-10`` relatively.
+    :math:`e^y(1 + O(\mathbb E Z_T e^y))` and its integral :math:`w_{lo}` is added.  Blocks
+    of 128 panels are added upwards until the rest of the integral is provably below
+    :math:`10^{-17}` of it (:func:`_tail_grid`; :math:`G_T` decreases in :math:`y`),
+    which in the super-critical phase stops the sweep within about 100 units above
+    :math:`y\approx-\log\mathbb E Z_T` instead of running to :math:`y = 0`.  Panels are halved (up
+    to four times) until the two resolutions agree to ``1e-10`` relatively.
 
     Examples
     --------
@@ -927,40 +1083,37 @@ def accuracy_estimate(model: ListDecoderModel) -> AccuracyEstimate:
     >>> est = accuracy_estimate(ListDecoderModel(M=10, eps=0.05, T=1))
     >>> round(est.value, 12)  # E[1/(1+B)], B ~ Bin(9, 0.05): (1 - 0.95**10) / 0.5
     0.802526121523
+    >>> deep = accuracy_estimate(ListDecoderModel.from_r0(M=50257, r0=2.0, T=10_000))
+    >>> deep.value, round(deep.log10_value, 1)  # far below the float64 range
+    (0.0, -3010.4)
     """
     model = _require_model(model, "accuracy")
-    kept = oracle_survival(model)
+    log_kept = model.T * math.log1p(-model.delta)
     if model.T == 0:
-        return AccuracyEstimate(value=kept, abs_error=0.0, n_nodes=0, model=model)
-    y_lo = _y_floor(model)
-    w_lo = math.exp(y_lo)
+        return AccuracyEstimate(value=math.exp(log_kept), abs_error=0.0, n_nodes=0,
+                                model=model, log_value=log_kept, rel_error=0.0)
     width = 1.0
     for attempt in range(5):
-        coarse_y, coarse_wt = _panels(y_lo, width, 8)
-        fine_y, fine_wt = _panels(y_lo, width, 16)
-        y = np.concatenate([coarse_y, fine_y])
-        log_g = np.real(_log_pgf(model, np.exp(y), delta=0.0))
-        integrand = np.exp(log_g + y)
-        if np.any(np.isnan(integrand)):
-            raise ValueError(f"the accuracy integrand is NaN for {model!r}")
-        coarse = math.fsum(coarse_wt * integrand[: coarse_y.size]) + w_lo
-        fine = math.fsum(fine_wt * integrand[coarse_y.size:]) + w_lo
-        error = abs(fine - coarse)
-        if error <= _QUAD_RTOL * fine or attempt == 4:
+        log_coarse, log_fine, nodes, log_rest = _log_accuracy_kept(model, 16, width)
+        rel = abs(math.expm1(log_coarse - log_fine))
+        if rel <= _QUAD_RTOL or attempt == 4:
             break
         width /= 2.0
-    if error > 1e-6 * fine:
-        logger.warning("accuracy quadrature error estimate %.3g (relative) for %r",
-                       error / fine, model)
-    return AccuracyEstimate(value=kept * min(fine, 1.0), abs_error=kept * error,
-                            n_nodes=int(fine_y.size), model=model)
+    rel += math.exp(min(log_rest - log_fine, 0.0))
+    if rel > 1e-6:
+        logger.warning("accuracy quadrature error estimate %.3g (relative) for %r", rel, model)
+    log_value = log_kept + min(log_fine, 0.0)
+    value = math.exp(log_value)
+    return AccuracyEstimate(value=value, abs_error=value * rel, n_nodes=nodes, model=model,
+                            log_value=log_value, rel_error=rel)
 
 
 def accuracy(model: ListDecoderModel) -> float:
     r"""Probability that a uniform draw from the final list is the oracle sequence.
 
     :math:`(1-\delta)^T\,\mathbb E[1/(1+Z_T)] = (1-\delta)^T\int_0^1 G_T(s)\,ds`; see
-    :func:`accuracy_estimate`, which also returns the quadrature error.
+    :func:`accuracy_estimate`, which also returns the quadrature error.  Returns ``0.0``
+    when the accuracy is below the float64 range; :func:`log_accuracy` then holds it.
 
     Examples
     --------
@@ -969,6 +1122,19 @@ def accuracy(model: ListDecoderModel) -> float:
     0.802526121523
     """
     return accuracy_estimate(model).value
+
+
+def log_accuracy(model: ListDecoderModel) -> float:
+    r"""Natural logarithm of :func:`accuracy`, finite where the accuracy underflows.
+
+    Examples
+    --------
+    >>> from branching import ListDecoderModel
+    >>> model = ListDecoderModel.from_r0(M=50257, r0=2.0, T=10_000)
+    >>> round(log_accuracy(model) / math.log(10), 1)  # about 2**-10000 / 1.26
+    -3010.4
+    """
+    return accuracy_estimate(model).log_value
 
 
 def divergence_depth_law(model: ListDecoderModel) -> np.ndarray:
@@ -1074,7 +1240,9 @@ def extinction_probability(law: OffspringLaw) -> float:
     -------
     float
         The smallest root of :math:`q = f(q)` in [0, 1]: exactly 1 when the mean is
-        :math:`\le 1` (except the degenerate law :math:`\xi\equiv1`, for which :math:`q=0`).
+        :math:`\le 1` (except the degenerate law :math:`\xi\equiv1`, for which :math:`q=0`),
+        and exactly 0 when :math:`f(0) = P(\xi = 0) = 0` (e.g. every candidate has exactly
+        :math:`k\ge1` children).
 
     Notes
     -----
@@ -1104,6 +1272,8 @@ def survival_probability(law: OffspringLaw) -> float:
 
     Notes
     -----
+    If :math:`f(0) = 0` no individual is childless and :math:`\rho = 1` exactly (this
+    includes the zero-variance laws :math:`\xi\equiv k\ge1`).  Otherwise
     :math:`\rho` is the positive root of :math:`\rho = 1 - f(1-\rho)`, solved in the
     distance form with :meth:`~branching.offspring.OffspringLaw.one_minus_pgf`:
     :math:`g(\rho) = (1-f(1-\rho))/\rho - 1` decreases from :math:`m-1` at :math:`0^+` (it
@@ -1126,14 +1296,12 @@ def survival_probability(law: OffspringLaw) -> float:
     m = law.mean
     if m < 1.0:
         return 0.0
-    if law.variance == 0.0:
-        return 1.0 if m == 1.0 else 0.0
-    if m == 1.0:
-        return 0.0
     with np.errstate(divide="ignore"):
         f0 = float(np.exp(np.real(law.log_pgf_1m(1.0))))
-    if f0 == 0.0:
+    if f0 == 0.0:  # every individual has a child: no lineage ever dies
         return 1.0
+    if m == 1.0:
+        return 0.0
 
     def g(rho: float) -> float:
         with np.errstate(all="ignore"):

@@ -40,7 +40,9 @@ def summary(model: ListDecoderModel) -> dict:
         "mean_Z_T": float(exact.mean_path(model)[-1]),
         "var_Z_T": float(exact.variance_path(model)[-1]),
         "p_no_error": exact.prob_no_error(model),
+        **({"p_oracle_alone": exact.prob_oracle_alone(model)} if model.delta > 0 else {}),
         "accuracy": estimate.value,
+        "log10_accuracy": estimate.log10_value,
         "accuracy_abs_error": estimate.abs_error,
         "oracle_survival": exact.oracle_survival(model),
         "extinction_probability": exact.extinction_probability(law),
@@ -61,13 +63,21 @@ def run(args) -> int:
         print(json.dumps(stats, indent=2))
         return 0
     labels = {
-        "mean_Z_T": "E Z_T", "var_Z_T": "Var Z_T", "p_no_error": "P(Z_T = 0)",
-        "accuracy": "accuracy E[1/(1+Z_T)]", "accuracy_abs_error": "  quadrature error",
+        "mean_Z_T": "E Z_T", "var_Z_T": "Var Z_T",
+        "accuracy_abs_error": "  quadrature error", "log10_accuracy": "  log10 accuracy",
         "oracle_survival": "P(oracle kept)", "stationary_mean": "stationary E Z",
         "stationary_variance": "stationary Var Z",
         "extinction_probability": "lineage extinction q",
         "survival_probability": "lineage survival 1-q", "compute_cost": "compute cost E sum L_t",
     }
+    if args.delta > 0:  # misses: the list can end empty and the oracle can be lost
+        labels.update({
+            "p_no_error": "P(Z_T = 0) (oracle alone or empty list)",
+            "p_oracle_alone": "P(list = oracle alone)",
+            "accuracy": "accuracy (1-delta)^T E[1/(1+Z_T) | oracle kept]",
+        })
+    else:
+        labels.update({"p_no_error": "P(Z_T = 0)", "accuracy": "accuracy E[1/(1+Z_T)]"})
     width = max(len(v) for v in labels.values())
     print(repr(model))
     for key, value in stats.items():

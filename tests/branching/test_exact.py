@@ -250,6 +250,21 @@ def test_pmf_with_oracle_rate_against_power_series():
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-16)
 
 
+def test_pmf_reports_round_off_instead_of_hiding_it():
+    """Z_3 <= 26 for M = 3, so P(Z_3 = 27..300) = 0 exactly; the inversion leaves round-off
+    there (of either sign).  It is reported, entries are non-negative, and the truncated mass
+    comes from the raw sum (so it is 0 up to that round-off, not an artefact of clipping)."""
+    M, eps, T, cap = 3, 0.3, 3, 300
+    law = exact.pmf(ListDecoderModel(M=M, eps=eps, T=T), cap=cap)
+    want = _binomial_series_pgf(M, eps, T, 27)
+    assert 0 < law.roundoff < 1e-14
+    assert np.all(law.values >= 0)
+    np.testing.assert_allclose(law.values[:27], want, rtol=0, atol=1e-15)
+    assert np.all(law.values[27:] <= 10 * law.roundoff)
+    assert 0 <= law.truncated_mass <= cap * law.roundoff
+    assert law.to_pandas().attrs["roundoff"] == law.roundoff and "roundoff=" in repr(law)
+
+
 def test_pmf_tail_parameter_bounds_the_truncated_mass():
     model = ListDecoderModel.from_r0(M=100, r0=1.0, T=40)
     full = exact.pmf(model, tail=1e-15)
@@ -338,6 +353,33 @@ def test_accuracy_gpt2_scale_against_romberg():
     assert est.value == pytest.approx(want, rel=1e-9)
     assert 1 / (1 + mean) <= est.value <= 1.0  # Jensen
     assert est.abs_error <= 1e-9 * est.value
+
+
+def test_accuracy_deep_supercritical_in_log_space():
+    """R0 = 2, T = 10^4, M = 50257: the accuracy is about 1e-3010, below the float range.
+
+    Independent route: Z_t / m^t converges (W), so for T > T0 with Z_T0 ~ 1e9,
+    E[1/(1+Z_T)] = m^{-(T-T0)} E[1/(1+Z_T0)] (1 + O(1e-5)); E[1/(1+Z_T0)] at T0 = 30 by
+    count-level Monte Carlo (tolerance 4 standard errors, in logs)."""
+    M, r0, T, T0, runs = 50257, 2.0, 10_000, 30, 20_000
+    est = exact.accuracy_estimate(ListDecoderModel.from_r0(M=M, r0=r0, T=T))
+    assert est.value == 0.0 and math.isfinite(est.log_value)
+    assert est.rel_error < 1e-9
+    sample = 1.0 / (1.0 + _simulate_counts(M, r0 / M, T0, runs, seed=11))
+    want = math.log(sample.mean()) - (T - T0) * math.log(r0)
+    assert abs(est.log_value - want) < 4 * sample.std() / math.sqrt(runs) / sample.mean()
+    assert exact.log_accuracy(ListDecoderModel.from_r0(M=M, r0=r0, T=T)) == est.log_value
+    assert est.log10_value == pytest.approx(-3010.4, abs=0.05)
+    assert "below float range" in repr(est)
+
+
+def test_accuracy_log_value_agrees_with_value_where_representable():
+    """R0 = 2, T = 1000: about 7e-302, still a float; and the same m^{-T} scaling."""
+    near = exact.accuracy_estimate(ListDecoderModel.from_r0(M=50257, r0=2.0, T=1000))
+    far = exact.accuracy_estimate(ListDecoderModel.from_r0(M=50257, r0=2.0, T=1100))
+    assert 0 < near.value < 1e-300
+    assert near.value == pytest.approx(math.exp(near.log_value), rel=1e-12)
+    assert far.log_value - near.log_value == pytest.approx(-100 * math.log(2.0), rel=1e-10)
 
 
 def test_pgf_engine_gpt2_scale_against_mpmath():
@@ -441,6 +483,43 @@ def test_extinction_is_exactly_one_at_or_below_criticality():
         assert exact.extinction_probability(law) == 1.0
         assert exact.survival_probability(law) == 0.0
     assert exact.extinction_probability(FinitePmf(np.array([0.0, 1.0]))) == 0.0  # xi = 1
+
+
+@pytest.mark.parametrize("law", [Binomial(2, 1.0), Binomial(7, 1.0), FinitePmf(np.array([0.0, 0.0, 1.0])),
+                                 FinitePmf(np.array([0.0, 0.25, 0.75]))], ids=repr)
+def test_lineage_without_childless_individuals_survives(law):
+    """f(0) = 0: every candidate has at least one child, so no lineage dies (zero variance
+    included).  Independent route: q_{n+1} = f(q_n) from q_0 = 0 never leaves 0."""
+    q = 0.0
+    for _ in range(100):
+        q = float(np.real(law.pgf(q)))
+    assert q == 0.0
+    assert exact.survival_probability(law) == 1.0
+    assert exact.extinction_probability(law) == 0.0
+
+
+def test_cli_survival_of_the_deterministic_law(capsys):
+    assert cli.main(["exact", "--M", "2", "--eps", "1.0", "--T", "3", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["survival_probability"] == 1.0 and out["extinction_probability"] == 0.0
+    assert out["mean_Z_T"] == 1 + 2 + 4  # Z_{t+1} = 2 Z_t + 1
+
+
+def test_cli_labels_say_what_is_computed_with_misses(capsys):
+    """With delta > 0 the accuracy carries the factor (1-delta)^T and P(Z_T = 0) counts
+    empty lists; the labels say so, and the oracle-alone probability is printed too."""
+    model = ListDecoderModel.from_r0(M=50, r0=0.9, T=20, delta=0.1)
+    assert cli.main(["exact", "--M", "50", "--r0", "0.9", "--T", "20", "--delta", "0.1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = {line[:50].strip(): float(line[50:]) for line in lines[1:]}
+    kept = exact.accuracy(model.replace(delta=0.0))
+    assert table["accuracy (1-delta)^T E[1/(1+Z_T) | oracle kept]"] == pytest.approx(0.9**20 * kept, rel=1e-9)
+    assert table["P(Z_T = 0) (oracle alone or empty list)"] == pytest.approx(exact.prob_no_error(model), rel=1e-9)
+    assert table["P(list = oracle alone)"] == pytest.approx(
+        0.9**20 * exact.prob_no_error(model.replace(delta=0.0)), rel=1e-9)
+    assert cli.main(["exact", "--M", "50", "--r0", "0.9", "--T", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy E[1/(1+Z_T)]" in text and "oracle alone" not in text
 
 
 @pytest.mark.parametrize("x", [1e-2, 1e-3, 1e-4, 1e-6])
