@@ -53,12 +53,22 @@ not for per-token rates, which :func:`theory_indicator` does not offer.
 Numbers
 -------
 The indicator peaks just above :math:`R_0=1` and sharpens as the horizon grows, with the
-finite-size scaling form of a critical point in the variable :math:`(R_0-1)T`.  For the
-linear measure with :math:`L=1` on grids :math:`1\pm6/T` (41 points), measured with this
-module for :math:`T=80, 160` and :math:`M=3, 10, 1000, 50257` alike: peak at
-:math:`R_0-1\approx 0.33/T` and :math:`0.46/T`, full width at half maximum
-:math:`\approx 8.4/T` and :math:`8.5/T`, normalised height :math:`\approx 0.020\,T^2`
-(JS: :math:`0.014\,T^2`).  The CLI ``llm-branching transitions`` tabulates and plots this.
+finite-size scaling form of a critical point in the variable :math:`x=(R_0-1)T`.  For the
+linear measure with :math:`L=1` at :math:`M=50257`, on grids :math:`R_0=1+x/T` with spacing
+:math:`\Delta x=0.1` (fine enough that the parabolic peak interpolation does not move the
+digits quoted), the peak sits at :math:`x = 0.181, 0.383, 0.488, 0.541, 0.568, 0.581` for
+:math:`T = 50, 100, 200, 400, 800, 1600`.  The approach is :math:`1/T` (the increments
+halve as :math:`T` doubles), and Richardson extrapolation of the last pairs gives the limit
+:math:`x\approx0.595`, i.e. a peak at :math:`R_0-1\approx0.59/T` for long horizons.  The
+full width at half maximum is :math:`8.40/T, 8.49/T, 8.53/T` for :math:`T=50, 100, 200`.
+On the coarser grid of the README command (``--r0 0.8:1.2:41``, spacing 0.01, i.e.
+:math:`\Delta x = 0.5, 1, 2`) the interpolated peaks are :math:`0.18/T, 0.39/T, 0.55/T`: at
+:math:`T=200` the grid, not the model, sets the last digit.  The CLI
+``llm-branching transitions`` tabulates and plots the curves.
+
+Only the binomial law has a sequence-level model (a candidate has at most :math:`M`
+children, one per token); :func:`theory_indicator` refuses the Poisson and
+negative-binomial laws, whose offspring counts are unbounded.
 """
 
 from __future__ import annotations
@@ -92,7 +102,7 @@ def depth_law_table(M: int, T: int, r0_grid, **model_options) -> np.ndarray:
         Values of :math:`R_0=M\\varepsilon` in ``[0, M]``.
     **model_options
         Further :class:`~branching.model.ListDecoderModel` arguments (``eps_oracle``,
-        ``delta``, ``law``, ``dispersion``); ``eps`` is set from ``r0``.
+        ``delta``); ``eps`` is set from ``r0``.  ``law`` may only be ``"binomial"``.
 
     Returns
     -------
@@ -103,6 +113,7 @@ def depth_law_table(M: int, T: int, r0_grid, **model_options) -> np.ndarray:
     grid = check.array("r0_grid", r0_grid, ndim=1, low=0.0)
     if "eps" in model_options or "eps_steps" in model_options:
         raise ValueError("eps and eps_steps are set by r0_grid; pass model options other than eps")
+    _require_sequence_law(model_options)
     T = check.integer("T", T, low=1)
     with_empty = model_options.get("delta", 0.0) != 0
     rows = []
@@ -118,6 +129,18 @@ def depth_law_table(M: int, T: int, r0_grid, **model_options) -> np.ndarray:
         rows.append(np.maximum(law, 0.0))
     table = np.array(rows)
     return table / table.sum(axis=1, keepdims=True)
+
+
+def _require_sequence_law(model_options: dict) -> None:
+    """Refuse offspring laws that no list decoder over M tokens can produce."""
+    law = model_options.get("law", "binomial")
+    if law != "binomial":
+        raise ValueError(
+            f"law must be 'binomial' for the theory curve, got {law!r}: the curve is the law "
+            "of the decoder's output sequence, and only the binomial law comes from a "
+            "sequence-level model (a candidate has at most M children, one per token); "
+            "Poisson and negative-binomial offspring counts are unbounded"
+        )
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -229,7 +252,8 @@ def theory_indicator(M: int, T: int, r0_grid, *, L: int = 1, measures=tr.MEASURE
         Measure spacings and positions in :math:`\log R_0`.
     **model_options
         Further :class:`~branching.model.ListDecoderModel` arguments (``eps_oracle``,
-        ``delta``, ``law``, ``dispersion``).
+        ``delta``).  ``law`` may only be ``"binomial"``: the Poisson and negative-binomial
+        laws have no sequence-level model and raise ``ValueError``.
 
     Returns
     -------

@@ -129,12 +129,57 @@ def test_peak_sits_near_r0_one_and_sharpens_with_the_horizon():
         offset.append((peak.location - 1.0) * T)
         width.append(curve.width("linear") * T)
         height.append(peak.height / T**2)
-    assert all(abs(o) < 1.0 for o in offset)
+    assert all(abs(o) < 1.0 for o in offset) and offset[0] < offset[1] < offset[2]  # -0.33, 0.09, 0.33
     assert abs(width[2] / width[1] - 1) < abs(width[1] / width[0] - 1) < 0.05
     assert abs(height[2] / height[1] - 1) < abs(height[1] / height[0] - 1) < 0.1
-    # On a fixed grid the peak is the closest split to R0 = 1 once the horizon is long.
-    fixed = theory_indicator(10, 80, np.linspace(0.5, 1.5, 41), measures=("linear",))
-    assert abs(fixed.peak("linear").location - 1.0) < 0.02
+
+
+#: Peak of the linear indicator (L = 1, M = 50257) in x = (R0 - 1) T and its width in x,
+#: on grids of spacing 0.1 in x (the numbers quoted in the module docstring and README).
+PEAK_X = {50: 0.1805, 100: 0.3828, 200: 0.4876}
+FWHM_X = {50: 8.404, 100: 8.487, 200: 8.528}
+
+
+def test_peak_location_at_finite_horizons_and_its_limit():
+    """The quoted finite-T peaks 0.18/T, 0.38/T, 0.49/T (to 1e-3 in x; the engine behind
+    them is checked outcome by outcome above), increments that halve as T doubles (a 1/T
+    approach), and the Richardson limit 2 x(200) - x(100) = 0.592, within 0.01 of the
+    quoted 0.595 (from T = 800, 1600).  The old claims (0.33/T at T = 80, 0.46/T at
+    T = 160; "anywhere in 1 +- 1/T") are excluded."""
+    x = np.linspace(-1.0, 2.0, 31)
+    found = {}
+    for T in PEAK_X:
+        curve = theory_indicator(50257, T, 1 + x / T, measures=("linear",))
+        found[T] = (curve.peak("linear").location - 1.0) * T
+    for T in PEAK_X:
+        assert found[T] == pytest.approx(PEAK_X[T], abs=1e-3)
+    wide = theory_indicator(50257, 50, 1 + np.linspace(-6, 6, 121) / 50, measures=("linear",))
+    assert wide.width("linear") * 50 == pytest.approx(FWHM_X[50], abs=0.01)
+    assert (wide.peak("linear").location - 1) * 50 == pytest.approx(PEAK_X[50], abs=1e-4)
+    step1, step2 = found[100] - found[50], found[200] - found[100]
+    assert step2 / step1 == pytest.approx(0.5, abs=0.05)
+    assert 2 * found[200] - found[100] == pytest.approx(0.595, abs=0.01)
+
+
+def test_peak_on_a_coarse_grid_is_set_by_the_grid():
+    """The README command's grid (spacing 0.01) reproduces 0.18/T, 0.39/T, 0.55/T: at
+    T = 200 the grid spacing is 2/T and the parabola moves the peak by 0.06/T."""
+    grid = np.linspace(0.8, 1.2, 41)
+    got = {T: (theory_indicator(50257, T, grid, measures=("linear",)).peak("linear").location - 1) * T
+           for T in (50, 100, 200)}
+    assert got[50] == pytest.approx(0.18, abs=0.005)
+    assert got[100] == pytest.approx(0.39, abs=0.005)
+    assert got[200] == pytest.approx(0.545, abs=0.005)
+    assert got[200] - PEAK_X[200] > 0.04
+
+
+@pytest.mark.parametrize("options", [{"law": "poisson"},
+                                     {"law": "negative_binomial", "dispersion": 2.0}])
+def test_laws_without_a_sequence_model_are_refused(options):
+    with pytest.raises(ValueError, match="only the binomial law comes from a sequence-level model"):
+        theory_indicator(10, 5, [0.5, 1.0, 1.5], **options)
+    with pytest.raises(ValueError, match="law must be 'binomial'"):
+        depth_law_table(10, 5, [0.5, 1.0], **options)
 
 
 def test_theory_curve_results():
