@@ -9,7 +9,12 @@ finite-size-scaling form
 so curves for different :math:`T` cross at :math:`R_{0,c}` and collapse onto one master
 curve :math:`F` when plotted against :math:`x = T^{1/\nu}(R_0-R_{0,c})`.  For the branching
 model the mean-field values are :math:`R_{0,c}=1` and :math:`\nu=1`; e.g.
-:math:`\mathbb E Z_T/(\lambda T)\to(e^x-1)/x` with :math:`x=T(R_0-1)`.  Away from the
+:math:`\mathbb E Z_T/(\lambda T)\to(e^x-1)/x` with :math:`x=T(R_0-1)` -- but this
+statistic is exactly 1 at :math:`R_0=1` for every :math:`T` and :math:`\nu=1` follows from
+:math:`m^T=(1+x/T)^T`, so it checks the machinery rather than locating anything.  A
+statistic without such an identity is :math:`T\,\mathbb E[1/(1+Z_T)]` (the accuracy of a
+uniform final choice times :math:`T`): bounded below the threshold times :math:`T`,
+exponentially small above it, tending to :math:`2/\sigma^2` at it.  Away from the
 threshold, power laws give the exponents: the survival probability of one erroneous
 lineage grows as :math:`(R_0-1)^{\beta}` and the susceptibility (:math:`\mathbb E Z_\infty`
 or the mean total progeny) diverges as :math:`|R_0-1|^{-\gamma}`, with :math:`\beta=\gamma=1`.
@@ -214,7 +219,10 @@ def crossing_points(
     curves_by_T : mapping horizon -> array
         For each horizon ``T`` (at least 2), the curve over ``r0_grid``: values of shape
         ``(n,)`` (exact, se 0) or ``(values, se)`` of shape ``(2, n)``.  The statistic must
-        be scale invariant at the threshold (e.g. :math:`\mathbb E Z_T/(\lambda T)`).
+        be scale invariant at the threshold, e.g. :math:`T\,\mathbb E[1/(1+Z_T)]`, which
+        tends to :math:`2/\sigma^2` at :math:`R_0=1` with no finite-:math:`T` identity.
+        (:math:`\mathbb E Z_T/(\lambda T)` equals 1 at :math:`R_0=1` for every :math:`T` by
+        construction: its crossing there is an identity, not a measurement.)
     extrapolate : bool
         With 3 or more horizons, extrapolate the crossings to :math:`T\to\infty` by a
         weighted straight-line fit against :math:`1/\sqrt{T_aT_b}`; otherwise (or with 2
