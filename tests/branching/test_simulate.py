@@ -283,7 +283,7 @@ def test_count_process_matches_exact_chain(case):
     kw = CHAIN_CASES[case]
     model = ListDecoderModel(**kw)
     result = simulate(model, 20_000, rng=17, keep_paths=True)
-    check_against_chain(result, _chain_for(kw), variance=kw.get("law") != "negative_binomial")
+    check_against_chain(result, _chain_for(kw))
     if kw.get("delta", 0) > 0:
         chain = _chain_for(kw)
         assert_close(result.p_no_output, result.p_no_output_se, chain["no_output"], "empty list")
