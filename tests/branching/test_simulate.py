@@ -132,7 +132,7 @@ def exact_chain(step_pmfs, T, delta=0.0, K=None, n_max=300):
     }
 
 
-def check_against_chain(result, chain, *, variance=True):
+def check_against_chain(result, chain):
     T = result.model.T
     n = result.n_runs
     pmf = chain["pmf"]
@@ -140,9 +140,8 @@ def check_against_chain(result, chain, *, variance=True):
     assert chi_square_pvalue(np.bincount(result.paths[:, T]), pmf, n) > P_MIN
     for t in range(1, T + 1):
         assert_close(result.mean[t], result.mean_se[t], chain["means"][t], f"mean at t={t}")
-    if variance:
-        var = float(pmf @ np.arange(pmf.size) ** 2) - ez**2
-        assert_close(result.variance[T], result.variance_se[T], var, "variance")
+    var = float(pmf @ np.arange(pmf.size) ** 2) - ez**2
+    assert_close(result.variance[T], result.variance_se[T], var, "variance")
     assert_probability(result.p_no_error, result.p_no_error_se, pmf[0], n, "P(Z_T=0)")
     assert_close(result.accuracy, result.accuracy_se, chain["accuracy"], "accuracy")
     assert_close(result.compute, result.compute_se, chain["compute"], "compute")
