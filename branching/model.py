@@ -21,6 +21,7 @@ law at every step), Poisson and negative-binomial laws (overdispersion), a miss 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -68,9 +69,16 @@ class ListDecoderModel:
         After a miss the oracle path is gone and immigration stops.
     K : int, optional
         Cap on the list size (oracle included); ``None`` for an unbounded list.
-    law : {"binomial", "poisson", "negative_binomial"}
+    law : {"binomial", "poisson", "negative_binomial"} or OffspringLaw
         Family of the offspring and immigration laws.  ``"poisson"`` is the large-M limit
-        with the same means; ``"negative_binomial"`` needs ``dispersion``.
+        with the same means; ``"negative_binomial"`` needs ``dispersion``.  An
+        :class:`~branching.offspring.OffspringLaw` instance (any class of
+        :mod:`branching.offspring`, e.g. ``FinitePmf``) is the offspring law of every
+        erroneous candidate at every step; the immigration law is then
+        ``Binomial(M - 1, eps_oracle)`` when ``eps_oracle`` is given and the same law
+        otherwise (a generic law has no tokens to leave one out).  ``eps`` is then
+        ``law.mean / M`` (pass ``None``, or use :meth:`from_law`); per-token and per-position
+        rates and ``dispersion`` do not apply.
     dispersion : float, optional
         Shape ``k > 0`` of the negative binomial (variance ``mu + mu^2/k``).
 
@@ -104,7 +112,9 @@ class ListDecoderModel:
         set_ = object.__setattr__
         set_(self, "M", M)
         set_(self, "T", T)
-        if np.ndim(self.eps) == 0:
+        if isinstance(self.law, OffspringLaw):
+            self._check_law_object(M)
+        elif np.ndim(self.eps) == 0:
             set_(self, "eps", check.probability("eps", self.eps))
         else:
             eps = check.array("eps", self.eps, shape=(M,), low=0.0, high=1.0)
@@ -124,7 +134,8 @@ class ListDecoderModel:
         set_(self, "delta", check.real("delta", self.delta, low=0.0, high=1.0, high_open=True))
         if self.K is not None:
             set_(self, "K", check.integer("K", self.K, low=1))
-        check.choice("law", self.law, LAWS)
+        if not isinstance(self.law, OffspringLaw):
+            check.choice("law", self.law, LAWS)
         if self.law == "negative_binomial":
             if self.dispersion is None:
                 raise ValueError("dispersion must be given (a real k > 0) when law='negative_binomial'")
@@ -134,6 +145,23 @@ class ListDecoderModel:
         if self.per_token and self.law != "binomial":
             raise ValueError(f"per-token eps needs law='binomial' (Poisson-binomial), got {self.law!r}")
 
+    def _check_law_object(self, M: int) -> None:
+        """Validate a model given by an offspring-law object; sets ``eps = law.mean / M``."""
+        law = self.law
+        if np.ndim(self.eps) != 0:
+            raise ValueError(f"per-token eps cannot be combined with a law object (law={law!r}); "
+                             "pass eps=None")
+        if self.eps_steps is not None:
+            raise ValueError(f"eps_steps (per-position rates) cannot be combined with a law object "
+                             f"(law={law!r})")
+        rate = law.mean / M
+        if self.eps is not None:
+            eps = check.real("eps", self.eps, low=0.0)
+            if not math.isclose(eps, rate, rel_tol=1e-12, abs_tol=1e-300):
+                raise ValueError(f"eps must be law.mean / M = {rate!r} for law={law!r} (or None), "
+                                 f"got {eps!r}")
+        object.__setattr__(self, "eps", rate)
+
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_r0(cls, M: int, r0: float, T: int, **kwargs) -> "ListDecoderModel":
@@ -141,6 +169,22 @@ class ListDecoderModel:
         M = check.integer("M", M, low=2)
         r0 = check.real("r0", r0, low=0.0, high=float(M))
         return cls(M=M, eps=r0 / M, T=T, **kwargs)
+
+    @classmethod
+    def from_law(cls, M: int, law: OffspringLaw, T: int, **kwargs) -> "ListDecoderModel":
+        """The model whose erroneous candidates have offspring law ``law`` at every step.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from branching import FinitePmf, ListDecoderModel
+        >>> model = ListDecoderModel.from_law(M=4, law=FinitePmf(np.array([0.5, 0.0, 0.5])), T=3)
+        >>> model.r0, model.eps
+        (1.0, 0.25)
+        """
+        if not isinstance(law, OffspringLaw):
+            raise ValueError(f"law must be an OffspringLaw, got {check._show(law)}")
+        return cls(M=M, eps=None, T=T, law=law, **kwargs)
 
     def replace(self, **changes) -> "ListDecoderModel":
         """A copy with some parameters changed (validated again)."""
@@ -208,6 +252,9 @@ class ListDecoderModel:
         )
 
     def _law(self, n: int, p: float) -> OffspringLaw:
+        if isinstance(self.law, OffspringLaw):
+            # offspring (n = M): the law itself; immigration: the same law unless eps_oracle
+            return self.law if n == self.M or self.eps_oracle is None else Binomial(n, p)
         if self.law == "binomial":
             return Binomial(n, p)
         if self.law == "poisson":

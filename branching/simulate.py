@@ -466,6 +466,20 @@ class _Laws:
         return self.off_kind == kern.GROUPS and self.imm_kind == kern.GROUPS
 
 
+def _require_kernel_laws(model: ListDecoderModel) -> None:
+    """Refuse, before any work, a model given by a law object that no kernel draws."""
+    if isinstance(model.law, str):
+        return
+    for law in (model.offspring(0), model.immigration(0)):
+        if not isinstance(law, (Binomial, Poisson, NegativeBinomial)):
+            raise ValueError(
+                f"law={model.law!r} cannot be simulated: the kernels draw binomial, Poisson "
+                f"and negative-binomial counts (and Poisson-binomial groups only for a per-token "
+                f"eps array), and {type(law).__name__} is none of these; its exact laws are in "
+                "branching.exact"
+            )
+
+
 def _law_code(law) -> tuple[int, int, float, float]:
     """``(kind, binomial trials, probability or mean, shape)`` of one offspring law."""
     if isinstance(law, Binomial):
@@ -716,6 +730,7 @@ def simulate(
     """
     if not isinstance(model, ListDecoderModel):
         raise ValueError(f"model must be a ListDecoderModel, got {check._show(model)}")
+    _require_kernel_laws(model)
     n_runs = check.integer("n_runs", n_runs, low=2, high=_MAX_RUNS)
     ceiling = _ceiling(ceiling)
     cohorts = _flag("cohorts", cohorts)
