@@ -58,8 +58,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
-import os
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +67,7 @@ import numpy as np
 
 from . import _kernels as kern
 from . import _validate as check
+from .cpus import available_cpus
 from .model import ListDecoderModel
 from .offspring import (
     Binomial,
@@ -77,6 +76,7 @@ from .offspring import (
     Poisson,
     PoissonBinomial,
 )
+from .seeding import SeedRecord, seed_sequence
 
 __all__ = [
     "simulate",
@@ -130,8 +130,8 @@ class SimulationResult:
         The model simulated.
     n_runs : int
         Number of independent replicates.
-    seed : tuple
-        ``(entropy, spawn_key)`` of the :class:`numpy.random.SeedSequence` used;
+    seed : SeedRecord
+        Entropy and spawn key of the :class:`numpy.random.SeedSequence` used;
         ``rng=result.seed_sequence()`` reproduces the run.
     level : {"count", "token"}
         Which simulator produced it.
@@ -186,7 +186,7 @@ class SimulationResult:
 
     model: ListDecoderModel
     n_runs: int
-    seed: tuple
+    seed: SeedRecord
     level: str
     ceiling: int | None
     chunk_size: int
@@ -230,8 +230,7 @@ class SimulationResult:
 
     def seed_sequence(self) -> np.random.SeedSequence:
         """The :class:`~numpy.random.SeedSequence` that reproduces this result."""
-        entropy, spawn_key = self.seed
-        return np.random.SeedSequence(entropy, spawn_key=spawn_key)
+        return self.seed.seed_sequence()
 
     def summary(self) -> dict[str, tuple[float, float]]:
         """Scalar statistics as ``{name: (value, standard error)}``."""
@@ -315,8 +314,8 @@ class ContrastResult:
     k : int or None
         Children per candidate (top-k only).
     n_runs : int
-    seed : tuple
-        ``(entropy, spawn_key)`` of the seed sequence used.
+    seed : SeedRecord
+        Entropy and spawn key of the seed sequence used.
     accuracy, accuracy_se : float
         Probability that the output is the oracle sequence.
     log_accuracy : float
@@ -341,7 +340,7 @@ class ContrastResult:
     T: int
     k: int | None
     n_runs: int
-    seed: tuple
+    seed: SeedRecord
     accuracy: float
     accuracy_se: float
     log_accuracy: float
@@ -380,33 +379,6 @@ class ContrastResult:
 
 
 # =========================================================================== validation
-def _seed_sequence(rng) -> np.random.SeedSequence:
-    """Normalise ``rng`` (None | int | SeedSequence | Generator) to a SeedSequence.
-
-    A Generator is consumed: four 64-bit words are drawn from it as fresh entropy, so
-    that the result still carries a seed that reproduces it.
-    """
-    if rng is None:
-        return np.random.SeedSequence()
-    if isinstance(rng, np.random.SeedSequence):
-        return rng
-    if isinstance(rng, np.random.Generator):
-        words = rng.integers(0, 2**63, size=4, dtype=np.int64)
-        return np.random.SeedSequence([int(w) for w in words])
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
-        if rng < 0:
-            raise ValueError(f"rng must be a non-negative integer seed, got {int(rng)}")
-        return np.random.SeedSequence(int(rng))
-    raise ValueError(
-        "rng must be None, a non-negative int, a numpy.random.SeedSequence or a "
-        f"numpy.random.Generator, got {check._show(rng)}"
-    )
-
-
-def _seed_record(seq: np.random.SeedSequence) -> tuple:
-    return (seq.entropy, tuple(seq.spawn_key))
-
-
 def _flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {check._show(value)}")
@@ -424,13 +396,6 @@ def _levels(levels) -> tuple:
     if np.any(arr == 0.0):
         raise ValueError("quantile_levels must lie in (0, 1], got a level 0")
     return tuple(float(q) for q in arr)
-
-
-def _default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
-        return max(1, os.cpu_count() or 1)
 
 
 # =========================================================================== encoding
@@ -659,8 +624,9 @@ def simulate(
     n_runs : int
         Number of independent replicates, ``2 <= n_runs <= 2**40``.
     rng : None, int, numpy.random.SeedSequence or numpy.random.Generator, keyword-only
-        Source of randomness, normalised once to a SeedSequence (a Generator is consumed
-        to draw fresh entropy).  The result records the seed that reproduces it.
+        Source of randomness, normalised once by :func:`branching.seeding.seed_sequence`
+        (a Generator is consumed to draw fresh entropy).  The result records the seed
+        that reproduces it.
     ceiling : int, keyword-only
         Largest erroneous count simulated, ``1 <= ceiling <= 2**50``; a replicate whose
         count would exceed it is capped (frozen at ``ceiling``) and reported.
@@ -721,7 +687,7 @@ def simulate(
     cohorts = _flag("cohorts", cohorts)
     keep_paths = _flag("keep_paths", keep_paths)
     progress = _flag("progress", progress)
-    threads = _default_threads() if threads is None else check.integer("threads", threads, low=1)
+    threads = available_cpus() if threads is None else check.integer("threads", threads, low=1)
     chunk_size = check.integer("chunk_size", chunk_size, low=1, high=2**20)
     levels = _levels(quantile_levels) if len(quantile_levels) else ()
     T, M = model.T, model.M
@@ -742,7 +708,7 @@ def simulate(
             f"n_runs * (T + 1) must be at most {_MAX_PATH_ENTRIES:.0e} with keep_paths=True, "
             f"got {n_runs * (T + 1)}"
         )
-    seq = _seed_sequence(rng)
+    seq = seed_sequence(rng)
     key = seq.generate_state(3, np.uint64)
     laws = _encode(model)
     fuse = laws.fusable and not cohorts
@@ -834,8 +800,8 @@ def simulate(
     for hist in hists:
         summary.hist += hist
     return _build_result(
-        summary, model=model, n_runs=n_runs, seed=_seed_record(seq), level="count",
-        ceiling=ceiling, chunk_size=chunk_size, levels=levels,
+        summary, model=model, n_runs=n_runs, seed=SeedRecord.from_seed_sequence(seq),
+        level="count", ceiling=ceiling, chunk_size=chunk_size, levels=levels,
         paths=paths if keep_paths else None, lost_at=lost_all,
     )
 
@@ -920,7 +886,7 @@ def simulate_token_decoder(
     keep_lists = _flag("keep_lists", keep_lists)
     max_list = check.integer("max_list", max_list, low=1, high=10**7)
     levels = _levels(quantile_levels) if len(quantile_levels) else ()
-    seq = _seed_sequence(rng)
+    seq = seed_sequence(rng)
     gen = np.random.default_rng(seq)
 
     wrong = np.broadcast_to(np.asarray(model.eps, dtype=float), (M,))
@@ -986,8 +952,8 @@ def simulate_token_decoder(
     summary.cohort.add_sample(cohort)
     summary.depth.add_sample(shares)
     return _build_result(
-        summary, model=model, n_runs=n_runs, seed=_seed_record(seq), level="token",
-        ceiling=None, chunk_size=n_runs, levels=levels, paths=paths, lost_at=lost_at,
+        summary, model=model, n_runs=n_runs, seed=SeedRecord.from_seed_sequence(seq),
+        level="token", ceiling=None, chunk_size=n_runs, levels=levels, paths=paths, lost_at=lost_at,
         lists=tuple(lists) if keep_lists else None,
     )
 
@@ -1059,7 +1025,7 @@ def simulate_instant_generation(
     True
     """
     M, eps, T, n_runs = _contrast_args(M, eps, T, n_runs)
-    seq = _seed_sequence(rng)
+    seq = seed_sequence(rng)
     gen = np.random.default_rng(seq)
     correct = np.ones(n_runs, dtype=bool)
     running = np.ones(n_runs, dtype=bool)
@@ -1075,7 +1041,8 @@ def simulate_instant_generation(
     failed, failed_se = _mean_se(~running)
     compute, compute_se = _mean_se(calls)
     return ContrastResult(
-        kind="instant", M=M, eps=eps, T=T, k=None, n_runs=n_runs, seed=_seed_record(seq),
+        kind="instant", M=M, eps=eps, T=T, k=None, n_runs=n_runs,
+        seed=SeedRecord.from_seed_sequence(seq),
         accuracy=accuracy, accuracy_se=accuracy_se,
         log_accuracy=math.log(accuracy) if accuracy > 0 else -math.inf,
         oracle_survival=accuracy, oracle_survival_se=accuracy_se,
@@ -1130,7 +1097,7 @@ def simulate_top_k(
     """
     M, eps, T, n_runs = _contrast_args(M, eps, T, n_runs)
     k = check.integer("k", k, low=1, high=M)
-    seq = _seed_sequence(rng)
+    seq = seed_sequence(rng)
     gen = np.random.default_rng(seq)
     kept = np.ones(n_runs, dtype=bool)
     for _ in range(T):
@@ -1140,7 +1107,8 @@ def simulate_top_k(
     log_size = T * math.log(k)
     log_accuracy = math.log(survival) - log_size if survival > 0 else -math.inf
     return ContrastResult(
-        kind="top_k", M=M, eps=eps, T=T, k=k, n_runs=n_runs, seed=_seed_record(seq),
+        kind="top_k", M=M, eps=eps, T=T, k=k, n_runs=n_runs,
+        seed=SeedRecord.from_seed_sequence(seq),
         accuracy=math.exp(log_accuracy), accuracy_se=survival_se * math.exp(-log_size),
         log_accuracy=log_accuracy,
         oracle_survival=survival, oracle_survival_se=survival_se,

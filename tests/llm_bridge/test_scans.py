@@ -318,9 +318,13 @@ def test_temperature_fisher_and_heat_capacity_match_exact(lm, tscan, exact_tempe
 def test_temperature_scan_is_reproducible_from_its_seed(lm):
     kw = dict(n_samples=6, n_tokens=N, progress=False)
     grid = [0.5, 1.0, 2.0]
-    first = scans.temperature_scan(lm, PROMPT, grid, rng=np.random.default_rng(4), **kw)
+    first = scans.temperature_scan(lm, PROMPT, grid, rng=4, **kw)
     again = scans.temperature_scan(lm, PROMPT, grid, rng=first.seed, **kw)
     assert first == again
+    drawn = scans.temperature_scan(lm, PROMPT, grid, rng=np.random.default_rng(4), **kw)
+    assert len(drawn.seed) == 4  # a Generator contributes four 64-bit words of entropy
+    assert scans.temperature_scan(lm, PROMPT, grid, rng=np.random.SeedSequence(drawn.seed),
+                                  **kw) == drawn
     ss = np.random.SeedSequence(first.seed)
     assert scans.temperature_scan(lm, PROMPT, grid, rng=ss, **kw) == first
     assert scans.temperature_scan(lm, PROMPT, grid, rng=first.seed + 1, **kw) != first
