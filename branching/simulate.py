@@ -399,36 +399,25 @@ def _levels(levels) -> tuple:
 
 
 # =========================================================================== encoding
-@dataclass(frozen=True)
-class _Laws:
-    """The model's laws as the flat arrays the kernel reads."""
+def _fusable(off_kind, off_par, imm_kind, imm_par) -> bool:
+    """Whether offspring and immigrants can be drawn as one total."""
+    if off_kind == kern.BINOMIAL and imm_kind == kern.BINOMIAL:
+        return bool(np.array_equal(off_par[:, 0], imm_par[:, 0]))
+    if off_kind == kern.POISSON and imm_kind == kern.POISSON:
+        return True
+    return off_kind == kern.GROUPS and imm_kind == kern.GROUPS
 
-    off_kind: int
-    off_n: int
-    off_par: np.ndarray
-    imm_kind: int
-    imm_n: int
-    imm_par: np.ndarray
-    groups: np.ndarray
-    grp_n: np.ndarray
 
-    def tables(self, fuse: bool):
-        """Cumulative-probability tables of the fused binomial step total, when it is the
-        same law at every step (empty arrays otherwise)."""
-        p = self.off_par[:, 0]
-        if fuse and self.off_kind == kern.BINOMIAL and np.all(p == p[0]) and 0.0 < p[0] <= 0.5:
-            return kern.binomial_cdf_table(self.off_n, self.imm_n, float(p[0]),
-                                           _TABLE_MAX_MEAN, _TABLE_MAX_ROWS, _TABLE_MAX_CELLS)
-        return np.zeros(0), np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
-
-    @property
-    def fusable(self) -> bool:
-        """Whether offspring and immigrants can be drawn as one total."""
-        if self.off_kind == kern.BINOMIAL and self.imm_kind == kern.BINOMIAL:
-            return bool(np.array_equal(self.off_par[:, 0], self.imm_par[:, 0]))
-        if self.off_kind == kern.POISSON and self.imm_kind == kern.POISSON:
-            return True
-        return self.off_kind == kern.GROUPS and self.imm_kind == kern.GROUPS
+def _table(laws: kern.Laws) -> kern.Table:
+    """Cumulative-probability tables of the fused binomial step total, when it is the same
+    law at every step (empty arrays otherwise)."""
+    p = laws.off_par[:, 0]
+    if laws.fused and laws.off_kind == kern.BINOMIAL and np.all(p == p[0]) \
+            and 0.0 < p[0] <= 0.5:
+        return kern.Table(*kern.binomial_cdf_table(
+            laws.off_n, laws.imm_n, float(p[0]), _TABLE_MAX_MEAN, _TABLE_MAX_ROWS,
+            _TABLE_MAX_CELLS))
+    return kern.Table(np.zeros(0), np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
 def _law_code(law) -> tuple[int, int, float, float]:
@@ -444,8 +433,9 @@ def _law_code(law) -> tuple[int, int, float, float]:
     raise ValueError(f"model has an offspring law the simulator does not know: {law!r}")
 
 
-def _encode(model: ListDecoderModel) -> _Laws:
-    """Flatten the model's per-step laws into kernel arrays."""
+def _encode(model: ListDecoderModel, fuse: bool) -> kern.Laws:
+    """Flatten the model's per-step laws into kernel arrays; offspring and immigrants are
+    drawn as one total when ``fuse`` and the laws allow it."""
     steps = model.laws() if model.T > 0 else [(model.offspring(0), model.immigration(0))]
     if model.per_token:
         values, counts = np.unique(model.eps, return_counts=True)
@@ -461,7 +451,9 @@ def _encode(model: ListDecoderModel) -> _Laws:
 
     off_kind, off_n, off_par = table([f for f, _ in steps])
     imm_kind, imm_n, imm_par = table([h for _, h in steps])
-    return _Laws(off_kind, off_n, off_par, imm_kind, imm_n, imm_par, groups, grp_n)
+    fused = fuse and _fusable(off_kind, off_par, imm_kind, imm_par)
+    return kern.Laws(off_kind, off_n, off_par, imm_kind, imm_n, imm_par, groups, grp_n,
+                     model.M, fused)
 
 
 # =========================================================================== reduction
@@ -710,9 +702,11 @@ def simulate(
         )
     seq = seed_sequence(rng)
     key = seq.generate_state(3, np.uint64)
-    laws = _encode(model)
-    fuse = laws.fusable and not cohorts
-    table = laws.tables(fuse)
+    laws = _encode(model, fuse=not cohorts)
+    table = _table(laws)
+    K = 0 if model.K is None else model.K
+    rules = kern.Rules(T, float(model.delta), K, ceiling)
+    plain = laws.fused and laws.off_kind == kern.BINOMIAL and model.delta == 0.0 and K == 0
     n_chunks = -(-n_runs // chunk_size)
     threads = min(threads, n_chunks)
     logger.debug("simulate %r: %d runs in %d chunks on %d threads",
@@ -736,34 +730,30 @@ def simulate(
 
     cohort_shape = (2, T, T + 1) if cohorts else (2, 0, 0)
     depth_shape = (2, T + 1) if cohorts else (2, 0)
-    K = 0 if model.K is None else model.K
 
     def run_chunk(c):
         start = c * chunk_size
         n = min(chunk_size, n_runs - start)
         chunk_paths = paths[start:start + n] if keep_paths else np.empty((n, T + 1), np.int64)
         moments = np.empty((4, T + 1))
-        run_z = np.empty(n, dtype=np.int64)
-        run_alive = np.empty(n, dtype=np.int64)
-        run_compute = np.empty(n)
-        run_capped = np.empty(n, dtype=np.int64)
-        run_lost = np.empty(n, dtype=np.int64)
-        run_cause = np.empty(n, dtype=np.int64)
+        out = kern.Outputs(
+            z=np.empty(n, dtype=np.int64), alive=np.empty(n, dtype=np.int64),
+            compute=np.empty(n), capped_at=np.empty(n, dtype=np.int64),
+            lost_at=np.empty(n, dtype=np.int64), cause=np.empty(n, dtype=np.int64),
+            paths=chunk_paths,
+        )
         cohort_m = np.zeros(cohort_shape)
         depth_m = np.zeros(depth_shape)
-        kern.count_process_chunk(
-            key, start, T, M,
-            laws.off_kind, laws.off_n, laws.off_par,
-            laws.imm_kind, laws.imm_n, laws.imm_par,
-            laws.groups, laws.grp_n,
-            *table,
-            model.delta, K, ceiling, fuse, cohorts,
-            run_z, run_alive, run_compute, run_capped, run_lost, run_cause,
-            chunk_paths, cohort_m, depth_m,
-        )
+        if cohorts:
+            kern.cohort_chunk(key, start, laws, rules, out, cohort_m, depth_m)
+        elif plain:
+            kern.plain_chunk(key, start, laws, table, rules, out)
+        else:
+            kern.count_chunk(key, start, laws, table, rules, out)
         kern.path_summary(chunk_paths, moments, thread_hist())
-        outcomes = _replicate_outcomes(T, run_z, run_alive, run_compute, run_capped, run_lost,
-                                       run_cause)
+        outcomes = _replicate_outcomes(T, out.z, out.alive, out.compute, out.capped_at,
+                                       out.lost_at, out.cause)
+        run_lost = out.lost_at
         return n, moments, outcomes, run_lost, cohort_m, depth_m
 
     def merge(c, out):
