@@ -24,6 +24,8 @@ from branching import _kernels as kern
 from branching.cli import main as cli_main
 from branching.simulate import (
     MAX_CEILING,
+    _encode,
+    _table,
     SimulationResult,
     simulate,
     simulate_instant_generation,
@@ -254,6 +256,30 @@ def test_cdf_table_rows_are_binomial_cdfs():
         np.testing.assert_allclose(row, stats.binom.cdf(np.arange(row.size), n, p),
                                    rtol=1e-10, atol=1e-14)
         assert 1.0 - row[-1] < 1e-13
+
+
+def _outputs(n, T):
+    return kern.Outputs(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n),
+                        np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
+                        np.empty((n, T + 1), np.int64))
+
+
+@pytest.mark.parametrize("ceiling", [10**9, 500])
+def test_plain_kernel_draws_what_the_general_kernel_draws(ceiling):
+    # The hot-path kernel is the general one specialised: same replicate streams, same draws.
+    model = ListDecoderModel.from_r0(M=1000, r0=1.2, T=60)
+    laws = _encode(model, fuse=True)
+    table = _table(laws)
+    assert laws.fused and table.guess.size > 0
+    rules = kern.Rules(model.T, 0.0, 0, ceiling)
+    key = np.random.SeedSequence(19).generate_state(3, np.uint64)
+    plain, general = _outputs(400, model.T), _outputs(400, model.T)
+    kern.plain_chunk(key, 7, laws, table, rules, plain)
+    kern.count_chunk(key, 7, laws, table, rules, general)
+    for name, a, b in zip(kern.Outputs._fields, plain, general):
+        assert np.array_equal(a, b), name
+    assert plain.paths[:, -1].max() > table.guess.size  # beyond the table rows
+    assert (plain.capped_at >= 0).any() == (ceiling == 500)
 
 
 # =========================================================================== process vs exact
