@@ -58,6 +58,7 @@ from scipy import stats
 
 from branching import ListDecoderModel
 from branching import _kernels as kern
+from branching.cpus import available_cpus
 from branching.simulate import _encode, _table, simulate
 
 M = 50257
@@ -237,7 +238,7 @@ def main(argv=None) -> int:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"count-level simulator: M={M}, T={T}, {R} replicates, ceiling {CEILING:.0e}, "
-          f"best of {args.repeat}; {os.cpu_count()} CPUs, load average {load:.2f}")
+          f"best of {args.repeat}; {available_cpus()} CPUs available, load average {load:.2f}")
     header = (f"{'R0':>4} | {'engine x1':>10} {'(cpu)':>10} | {'engine x2':>10} {'/core':>10} "
               f"{'cores':>5} | "
               f"{'numpy':>10} {'(cpu)':>10} | {'np fused':>10} | "

@@ -483,13 +483,6 @@ def _binomial_inline(st, n, p, log_q, r):
     return n - x if flip else x
 
 
-@njit(cache=True)
-def binomial(st, n, p):
-    """Bin(n, p) for ``0 <= n <= 2**62`` and ``0 <= p <= 1``."""
-    log_q, r = binomial_constants(p)
-    return binomial_prepared(st, n, p, log_q, r)
-
-
 # --------------------------------------------------------------------------- totals
 @njit(cache=True)
 def _surely_above(mean, limit):

@@ -38,7 +38,8 @@ def fill_samples(key, law, a, n, b, out):
         elif law == POISSON:
             out[i] = kern.poisson(st, a)
         elif law == BINOMIAL:
-            out[i] = kern.binomial(st, n, b)
+            log_q, r = kern.binomial_constants(b)
+            out[i] = kern.binomial_prepared(st, n, b, log_q, r)
         elif law == INTEGER_BELOW:
             out[i] = kern.integer_below(st, n)
         else:
