@@ -745,7 +745,8 @@ def test_default_model_temperature_scan_end_to_end(default_model, tmp_path):
         curve = res.indicator(measure=measure)
         assert curve.value.shape == (3,)
         assert np.all(np.isfinite(curve.value)) and np.all(np.isfinite(curve.se))
-        assert np.all(curve.se > 0)
+        # A zero standard error only at the maximum 1: every sample told the laws apart.
+        assert np.all((curve.se > 0) | (curve.value == 1.0))
     for curve in (res.fisher_information(), res.heat_capacity()):
         assert np.all(np.isfinite(curve.value)) and np.all(np.isfinite(curve.se))
     ids = default_model.encode("The capital of France is")
