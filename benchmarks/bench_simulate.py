@@ -24,7 +24,24 @@ combined rate is divided by the rate of one alone.  Virtual CPUs that share a ph
 core, memory bandwidth or a frequency budget give less than 2 even for such perfectly
 independent work; ``x2/hw`` is the engine's two-thread speed-up as a fraction of it.
 
-Usage: ``python benchmarks/bench_simulate.py [--runs 40000] [--repeat 3]``
+Samplers: the package's own generator and samplers (``branching._kernels``) against the
+``numpy.random.Generator`` that numba supports inside compiled code, in the same run, on one
+thread and the same workloads:
+
+* ``custom``   -- :func:`branching._kernels.plain_chunk`, the engine's kernel for these
+  workloads (per-replicate SFC64 streams, table inversion for small counts, BTRD above);
+* ``numba Gen`` -- the same process, ``Z = gen.binomial(M * Z + M - 1, eps)`` frozen at the
+  ceiling, with one Generator per fixed block of ``BLOCK`` replicates spawned from the seed
+  (the design that keeps results independent of the thread count); creating the
+  Generators is timed too.
+
+``numba/custom`` is the rate ratio; the replacement rule is "numba within 25%", i.e. a
+ratio of at least 0.75 at every R0.  The same run checks one accuracy requirement of the
+simulator: Poisson totals with means near the ceiling (3e14 here) must follow the Poisson
+law; the standardised draws of each sampler are compared with the normal law (which the
+Poisson law matches to ``O(mean**-1/2)``) by their standard deviation and a KS test.
+
+Usage: ``python benchmarks/bench_simulate.py [--runs 40000] [--repeat 3] [--samplers-only]``
 """
 
 from __future__ import annotations
@@ -36,14 +53,21 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from numba import njit
+from scipy import stats
 
 from branching import ListDecoderModel
-from branching.simulate import simulate
+from branching import _kernels as kern
+from branching.cpus import available_cpus
+from branching.simulate import _encode, _table, simulate
 
 M = 50257
 T = 100
 CEILING = 10**13
 R0_VALUES = (0.5, 1.0, 1.5)
+BLOCK = 1024  # replicates per numba Generator
+POISSON_MEAN = 3.0e14
+POISSON_DRAWS = 50_000
 
 
 def numpy_two_draws(M, eps, T, R, ceiling, rng):
@@ -68,6 +92,99 @@ def numpy_fused(M, eps, T, R, ceiling, rng):
         sums[0, t + 1] = zf.sum()
         sums[1, t + 1] = np.square(zf).sum()
     return sums
+
+
+@njit(cache=True, nogil=True)
+def numba_generator_block(gen, T, n_unit, extra, p, ceiling, paths):
+    """The plain process drawn with numba's Generator: one path per row of ``paths``."""
+    for r in range(paths.shape[0]):
+        z = np.int64(0)
+        paths[r, 0] = 0
+        for t in range(T):
+            if z < ceiling:
+                z = gen.binomial(z * n_unit + extra, p)
+                if z > ceiling:
+                    z = ceiling
+            paths[r, t + 1] = z
+
+
+def numba_generator_runs(M, eps, T, R, ceiling, seed):
+    paths = np.empty((BLOCK, T + 1), dtype=np.int64)
+    for b, child in enumerate(np.random.SeedSequence(seed).spawn(-(-R // BLOCK))):
+        rows = paths[:min(BLOCK, R - b * BLOCK)]
+        numba_generator_block(np.random.default_rng(child), T, M, M - 1, eps, ceiling, rows)
+
+
+def custom_runs(model, R, ceiling, seed):
+    """:func:`branching._kernels.plain_chunk` on ``R`` replicates (no statistics)."""
+    laws = _encode(model, fuse=True)
+    table = _table(laws)
+    rules = kern.Rules(model.T, 0.0, 0, ceiling)
+    key = np.random.SeedSequence(seed).generate_state(3, np.uint64)
+    for first in range(0, R, BLOCK):
+        n = min(BLOCK, R - first)
+        out = kern.Outputs(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n),
+                           np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
+                           np.empty((n, model.T + 1), np.int64))
+        kern.plain_chunk(key, first, laws, table, rules, out)
+
+
+@njit(cache=True)
+def _custom_poisson(key, mean, out):
+    st = np.empty(4, dtype=np.uint64)
+    kern.seed_replicate(key, 0, st)
+    for i in range(out.size):
+        out[i] = kern.poisson(st, mean)
+
+
+@njit(cache=True)
+def _numba_poisson(gen, mean, out):
+    for i in range(out.size):
+        out[i] = gen.poisson(mean)
+
+
+def poisson_check(seed=1):
+    """``{sampler: (sd of standardised draws, KS p-value against the normal law)}``."""
+    result = {}
+    for name in ("custom", "numba Gen"):
+        out = np.empty(POISSON_DRAWS)
+        if name == "custom":
+            _custom_poisson(np.random.SeedSequence(seed).generate_state(3, np.uint64),
+                            POISSON_MEAN, out)
+        else:
+            _numba_poisson(np.random.default_rng(seed), POISSON_MEAN, out)
+        z = (out - POISSON_MEAN) / np.sqrt(POISSON_MEAN)
+        result[name] = (float(z.std()), float(stats.kstest(z, "norm").pvalue))
+    return result
+
+
+def compare_samplers(R, repeat) -> None:
+    """Print the custom samplers against numba's Generator and the decision they support."""
+    print(f"samplers, one thread: M={M}, T={T}, {R} replicates, best of {repeat}")
+    header = f"{'R0':>4} | {'custom':>10} | {'numba Gen':>10} | {'numba/custom':>12}"
+    print(header)
+    print("-" * len(header))
+    small = ListDecoderModel.from_r0(M=M, r0=1.0, T=T)
+    custom_runs(small, 64, CEILING, 0)  # compile (or load) both before timing
+    numba_generator_runs(M, 1.0 / M, T, 64, CEILING, 0)
+    ratios = []
+    for r0 in R0_VALUES:
+        model = ListDecoderModel.from_r0(M=M, r0=r0, T=T)
+        c_wall, _ = best_time(lambda: custom_runs(model, R, CEILING, 0), repeat)
+        g_wall, _ = best_time(lambda: numba_generator_runs(M, r0 / M, T, R, CEILING, 0), repeat)
+        ratios.append(c_wall / g_wall)
+        print(f"{r0:>4} | {R * T / c_wall:>10.3g} | {R * T / g_wall:>10.3g} | {ratios[-1]:>12.2f}")
+    accuracy = poisson_check()
+    for name, (sd, pvalue) in accuracy.items():
+        print(f"Poisson({POISSON_MEAN:.0e}), {POISSON_DRAWS} draws, {name:>9}: "
+              f"sd of standardised draws {sd:.4f} (law: 1 +/- {1 / np.sqrt(2 * POISSON_DRAWS):.4f}), "
+              f"KS p-value {pvalue:.2g}")
+    fast = min(ratios) >= 0.75
+    exact = accuracy["numba Gen"][1] > 1e-3
+    verdict = "replace the custom samplers" if fast and exact else "keep the custom samplers"
+    print(f"decision: {verdict} (numba within 25% at every R0: {'yes' if fast else 'no'}, "
+          f"min ratio {min(ratios):.2f}; numba's Poisson passes at mean {POISSON_MEAN:.0e}: "
+          f"{'yes' if exact else 'no'})")
 
 
 def best_time(fn, repeat):
@@ -105,9 +222,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40_000, help="replicates per measurement")
     parser.add_argument("--repeat", type=int, default=3, help="measurements per entry (best kept)")
+    parser.add_argument("--samplers-only", action="store_true",
+                        help="only compare the custom samplers with numba's Generator")
     args = parser.parse_args(argv)
     logging.getLogger("branching").setLevel(logging.ERROR)  # capped runs are expected at R0 > 1
     R = args.runs
+    compare_samplers(R, args.repeat)
+    if args.samplers_only:
+        return 0
+    print()
     steps = R * T
 
     # Compile (or load from the cache) before timing.
@@ -115,7 +238,7 @@ def main(argv=None) -> int:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"count-level simulator: M={M}, T={T}, {R} replicates, ceiling {CEILING:.0e}, "
-          f"best of {args.repeat}; {os.cpu_count()} CPUs, load average {load:.2f}")
+          f"best of {args.repeat}; {available_cpus()} CPUs available, load average {load:.2f}")
     header = (f"{'R0':>4} | {'engine x1':>10} {'(cpu)':>10} | {'engine x2':>10} {'/core':>10} "
               f"{'cores':>5} | "
               f"{'numpy':>10} {'(cpu)':>10} | {'np fused':>10} | "

@@ -3,6 +3,15 @@ r"""Numba kernels of the Monte Carlo engine (private; see :mod:`branching.simula
 Everything here is ``@njit(cache=True)``, holds no Python objects and writes into
 preallocated arrays.  The Python wrapper validates the arguments.
 
+The process has three kernels, each for one kind of run, with arguments grouped in small
+named tuples (:data:`Laws`, :data:`Table`, :data:`Rules`, :data:`Outputs`):
+
+* :func:`plain_chunk` -- one binomial law for offspring and immigrants, no misses, no
+  list cap: the hot path, one table-inversion draw per step while the count is small;
+* :func:`count_chunk` -- any laws, misses and list cap;
+* :func:`cohort_chunk` -- the same, also tracking the cohorts of every replicate and the
+  divergence-depth law.
+
 Random numbers
 --------------
 Each replicate ``r`` has its own SFC64 generator (the "small fast chaotic" generator that
@@ -33,6 +42,22 @@ at tail probabilities below 1e-30, which no 53-bit uniform can resolve):
   drawn by inversion of a precomputed table of cumulative probabilities instead
   (:func:`binomial_cdf_table`), the same inversion with its sums done once.
 
+Why the package carries its own generator and samplers: numba supports
+:class:`numpy.random.Generator` objects inside compiled code, and
+``benchmarks/bench_simulate.py`` measures that alternative against these samplers in the
+same run (one thread, M = 50257, T = 100, R0 in {0.5, 1, 1.5}, one Generator per fixed
+block of 1024 replicates so that results would stay independent of the thread count).
+Numba's Generator reached 0.29 to 0.79 of the rate of the custom code (below the 0.75
+needed at every R0 to replace it): its binomial sampler (sequential inversion up to mean
+30, BTPE above) starts from scratch at every call, as the number of trials changes at every
+step, where the plain process here inverts a precomputed table for small counts.  It also fails
+an accuracy requirement: its Poisson sampler (NumPy's PTRS, acceptance test written as
+``-lam + k log lam - lgamma(k + 1)``) loses the acceptance test to cancellation at large
+means -- at mean 3e14 the standard deviation of its standardised draws is 1.046 instead of
+1 (KS p-value 7e-5 against the normal limit), while the Stirling form used below gives
+0.997 (p = 0.9); Poisson and negative-binomial totals near the ceiling need such means.
+Per-replicate streams also keep every replicate independent of ``chunk_size``.
+
 Speed: the hot helpers are compiled into their callers (``inline="always"``), rare
 branches (the final acceptance tests) are kept out of line, and only scalars are passed on
 the hot path.
@@ -52,6 +77,7 @@ stopping as soon as the running sum passes the limit.  No product or sum can ove
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
@@ -457,13 +483,6 @@ def _binomial_inline(st, n, p, log_q, r):
     return n - x if flip else x
 
 
-@njit(cache=True)
-def binomial(st, n, p):
-    """Bin(n, p) for ``0 <= n <= 2**62`` and ``0 <= p <= 1``."""
-    log_q, r = binomial_constants(p)
-    return binomial_prepared(st, n, p, log_q, r)
-
-
 # --------------------------------------------------------------------------- totals
 @njit(cache=True)
 def _surely_above(mean, limit):
@@ -772,6 +791,32 @@ def _keep_uniform_subset(st, counts, upto, keep, scratch):
 
 
 # --------------------------------------------------------------------------- the process
+#: The model's laws as the kernels read them: kind codes, binomial trials per unit and
+#: per-step parameter rows (:func:`law_table`) of the offspring and immigration laws, the
+#: per-token groups (rates with their binomial constants, sizes), the vocabulary size,
+#: and whether offspring and immigrants may be drawn as one total (``fused``).
+Laws = namedtuple("Laws", "off_kind off_n off_par imm_kind imm_n imm_par groups grp_n "
+                          "n_tokens fused")
+#: :func:`binomial_cdf_table` of the fused binomial step total (possibly empty).
+Table = namedtuple("Table", "cdf start guess")
+#: The decoder's rules: horizon, miss probability, list cap (0: none), ceiling.
+Rules = namedtuple("Rules", "T delta K ceiling")
+#: Per-replicate outputs (overwritten): final count, oracle alive (0/1), compute
+#: ``sum_{t<T} L_t``, step of capping (-1: never), step and cause of losing the oracle,
+#: and the path ``paths[r, t] = Z_t``.
+Outputs = namedtuple("Outputs", "z alive compute capped_at lost_at cause paths")
+
+
+@njit(cache=True, inline="always")
+def _record(out, r, z, alive, compute, capped_at, lost_at, cause):
+    out.z[r] = z
+    out.alive[r] = 1 if alive else 0
+    out.compute[r] = compute
+    out.capped_at[r] = capped_at
+    out.lost_at[r] = lost_at
+    out.cause[r] = cause
+
+
 @njit(cache=True, inline="always")
 def _fused_binomial_run(st, T, off_n, imm_n, off_par, cdf, start, guess, ceiling, path):
     """One replicate of the plain binomial process (oracle never lost, no list cap):
@@ -804,219 +849,230 @@ def _fused_binomial_run(st, T, off_n, imm_n, off_par, cdf, start, guess, ceiling
 
 
 @njit(cache=True, nogil=True)
-def count_process_chunk(
-    key, first_run, T, M,
-    off_kind, off_n, off_par,
-    imm_kind, imm_n, imm_par,
-    groups, grp_n,
-    table_cdf, table_start, table_guess,
-    delta, K, ceiling, fuse, cohorts,
-    run_z, run_alive, run_compute, run_capped_at, run_lost_at, run_loss_cause,
-    paths, cohort_moments, depth_moments,
-):
-    """Simulate replicates ``first_run .. first_run + run_z.size - 1`` of the count process.
+def plain_chunk(key, first_run, laws, table, rules, out):
+    """Replicates ``first_run ..`` of the plain binomial process: one binomial law shared
+    by offspring and immigration (``laws.fused``), no misses, no list cap, no cohorts.
+
+    ``Z_{t+1} = Bin(M Z_t + M - 1, eps_t)``, frozen at ``rules.ceiling`` once above it.
+    """
+    st = np.empty(4, dtype=np.uint64)
+    for r in range(out.z.size):
+        seed_replicate(key, first_run + r, st)
+        z, compute, capped_at = _fused_binomial_run(
+            st, rules.T, laws.off_n, laws.imm_n, laws.off_par, table.cdf, table.start,
+            table.guess, rules.ceiling, out.paths[r])
+        _record(out, r, z, True, compute, capped_at, -1, LOST_NEVER)
+
+
+@njit(cache=True)
+def _fused_total(st, laws, table, t, z, limit):
+    """Offspring of ``z`` candidates and the oracle's immigrants as one total (closed
+    under convolution); -1 above ``limit``."""
+    par = laws.off_par
+    if laws.off_kind == BINOMIAL and z < table.guess.size:
+        new = table_draw(st, table.cdf, table.start, table.guess, z)
+        return new if new <= limit else np.int64(-1)
+    if laws.off_kind == BINOMIAL:
+        return binomial_total(st, z, laws.off_n, laws.imm_n, par[t, 0], par[t, 1], par[t, 2],
+                              limit)
+    if laws.off_kind == POISSON:
+        return poisson_total(st, z * par[t, 0] + laws.imm_par[t, 0], limit)
+    oracle_group = _uniform_group(st, laws.grp_n, laws.n_tokens)
+    return groups_total(st, z, laws.groups, laws.grp_n, oracle_group, 1, limit)
+
+
+@njit(cache=True)
+def _offspring_total(st, laws, t, units, limit):
+    """Total offspring of ``units`` erroneous candidates at step ``t``; -1 above ``limit``."""
+    if units == 0:
+        return np.int64(0)
+    if laws.off_kind == GROUPS:
+        return groups_total(st, units, laws.groups, laws.grp_n, -1, 0, limit)
+    par = laws.off_par
+    return _family_total(st, laws.off_kind, units, laws.off_n, par[t, 0], par[t, 1],
+                         par[t, 2], par[t, 3], limit)
+
+
+@njit(cache=True)
+def _immigrant_total(st, laws, t, limit):
+    """Wrong tokens eligible on the oracle prefix at step ``t``; -1 above ``limit``."""
+    if laws.imm_kind == GROUPS:
+        oracle_group = _uniform_group(st, laws.grp_n, laws.n_tokens)
+        return groups_total(st, 0, laws.groups, laws.grp_n, oracle_group, 1, limit)
+    par = laws.imm_par
+    return _family_total(st, laws.imm_kind, 1, laws.imm_n, par[t, 0], par[t, 1], par[t, 2],
+                         par[t, 3], limit)
+
+
+@njit(cache=True)
+def _oracle_fate(st, new, alive, rules):
+    """The oracle prefix after a step with ``new`` erroneous candidates (-1: too many):
+    missed with probability ``delta``, then -- if the list of ``new`` plus the oracle is
+    longer than the cap ``K`` -- kept with probability ``K / (1 + new)``.
+
+    Returns ``(alive, cause, keep)``: ``cause`` of a loss at this step (``LOST_NEVER``
+    if none) and the number of erroneous candidates kept by pruning (-1: no pruning).
+    """
+    cause = LOST_NEVER
+    if alive and rules.delta > 0.0 and uniform(st) < rules.delta:
+        alive = False
+        cause = LOST_MISS
+    keep = np.int64(-1)
+    K = rules.K
+    if new >= 0 and K > 0 and new + (1 if alive else 0) > K:
+        keep = np.int64(K)
+        if alive:
+            if integer_below(st, new + 1) < K:
+                keep = np.int64(K - 1)
+            else:
+                alive = False
+                cause = LOST_PRUNED
+    return alive, cause, keep
+
+
+@njit(cache=True)
+def _missed(st, alive, delta):
+    """Whether the oracle prefix, alive, is missed at a step (probability ``delta``)."""
+    return alive and delta > 0.0 and uniform(st) < delta
+
+
+@njit(cache=True)
+def _settle(st, new, alive, lost_at, cause, t, rules):
+    """End of step ``t`` with ``new`` erroneous candidates drawn (-1: above the limit):
+    the oracle's fate (:func:`_oracle_fate`), pruning, then the ceiling.
+
+    Returns ``(z, capped, alive, lost_at, cause, keep)``: the count after the step,
+    whether the replicate is capped at this step, the oracle's state, and the number kept
+    by pruning (-1: no pruning).  A capped count is the ceiling, except that a pre-pruning
+    count above ``2**51`` under a list cap (only reachable with negative-binomial
+    offspring) leaves ``min(K, ceiling)`` and counts the oracle as pruned.
+    """
+    alive, lost, keep = _oracle_fate(st, new, alive, rules)
+    if lost != LOST_NEVER:
+        lost_at, cause = t + 1, lost
+    if keep >= 0:
+        new = keep
+    if new >= 0 and new <= rules.ceiling:
+        return new, False, alive, lost_at, cause, keep
+    z = np.int64(rules.ceiling)
+    if new < 0 and rules.K > 0:
+        z = np.int64(min(rules.K, rules.ceiling))
+        if alive:
+            alive, lost_at, cause = False, t + 1, LOST_PRUNED
+    return z, True, alive, lost_at, cause, keep
+
+
+@njit(cache=True, inline="always")
+def _start_replicate():
+    """State of a replicate at step 0: ``(Z, oracle alive, step capped, step lost, cause of
+    the loss, compute)``."""
+    return np.int64(0), True, -1, -1, LOST_NEVER, 0.0
+
+
+@njit(cache=True, nogil=True)
+def count_chunk(key, first_run, laws, table, rules, out):
+    """Replicates ``first_run ..`` of the count process with any laws, misses and list cap.
 
     One step from ``t`` to ``t + 1``: every erroneous candidate draws its offspring from
     the step-``t`` offspring law; the oracle prefix, while alive, adds immigrants from the
-    immigration law and keeps its correct token unless missed (probability ``delta``);
-    with a list cap ``K`` (``K = 0``: none) a list of more than ``K`` candidates (the
-    oracle while alive, and the ``Z`` erroneous ones) is cut to ``K`` chosen uniformly
-    (the oracle kept with probability ``K / (1 + Z)``); a count above ``ceiling`` freezes
-    the replicate at ``ceiling`` from then on (the oracle path still evolves).
-
-    Laws: ``off_par[t]``/``imm_par[t]`` are the rows of :func:`law_table` for step ``t``
-    (binomial probability or Poisson / negative-binomial mean per unit, the binomial
-    constants, the negative-binomial shape); ``off_n``/``imm_n`` binomial trials per unit;
-    ``groups``/``grp_n`` the per-token groups (rates with constants, sizes).  ``fuse`` draws
-    offspring and immigrants as one total where the law allows it; for a fused binomial
-    law that is the same at every step, ``table_*`` (from :func:`binomial_cdf_table`,
-    possibly empty) hold the cumulative probabilities of the total for small counts.
-
-    Outputs (overwritten): per replicate the path ``paths[r, t] = Z_t``, the final count,
-    oracle alive (0/1), compute ``sum_{t<T} L_t``, step of capping (-1: never), step and
-    cause of losing the oracle; with ``cohorts``, ``cohort_moments[0|1, j, t]`` the
-    running mean and sum of squared deviations (Welford) of ``C_j(t)``, the number of
-    candidates at step ``t`` whose first wrong token is at position ``j``, and
-    ``depth_moments[0|1, d]`` the same for the probability that a uniform choice from the
-    final list shares exactly ``d`` leading tokens with the oracle (``d = T``: the
-    oracle itself).
+    immigration law (in one draw with the offspring when ``laws.fused``) and keeps its
+    correct token unless missed (probability ``delta``); with a list cap ``K`` a list of
+    more than ``K`` candidates (the oracle while alive, and the ``Z`` erroneous ones) is
+    cut to ``K`` chosen uniformly (the oracle kept with probability ``K / (1 + Z)``); a
+    count above ``ceiling`` freezes the replicate at ``ceiling`` from then on (the oracle
+    path still evolves).
     """
-    n_runs = run_z.size
     st = np.empty(4, dtype=np.uint64)
-    limit = EXACT_LIMIT if K > 0 else ceiling
-    size = T if cohorts else 1
-    cohort = np.zeros(size, dtype=np.int64)
-    fresh = np.zeros(size, dtype=np.int64)
-    scratch = np.zeros(size, dtype=np.int64)
-    n_table_rows = table_guess.size
-    plain = fuse and off_kind == BINOMIAL and delta == 0.0 and K == 0 and not cohorts
-    for r in range(n_runs):
-        n = r + 1
-        inv_n = 1.0 / n
+    limit = EXACT_LIMIT if rules.K > 0 else rules.ceiling
+    for r in range(out.z.size):
         seed_replicate(key, first_run + r, st)
-        if plain:
-            z, compute, capped_at = _fused_binomial_run(
-                st, T, off_n, imm_n, off_par, table_cdf, table_start, table_guess, ceiling,
-                paths[r])
-            run_z[r] = z
-            run_alive[r] = 1
-            run_compute[r] = compute
-            run_capped_at[r] = capped_at
-            run_lost_at[r] = -1
-            run_loss_cause[r] = LOST_NEVER
-            continue
-        z = np.int64(0)
-        alive = True
-        capped_at = -1
-        lost_at = -1
-        cause = LOST_NEVER
-        compute = 0.0
-        if cohorts:
-            cohort[:] = 0
-        paths[r, 0] = 0
+        z, alive, capped_at, lost_at, cause, compute = _start_replicate()
+        out.paths[r, 0] = 0
+        for t in range(rules.T):
+            compute += z + (1 if alive else 0)
+            if capped_at >= 0:
+                if _missed(st, alive, rules.delta):
+                    alive, lost_at, cause = False, t + 1, LOST_MISS
+                out.paths[r, t + 1] = z
+                continue
+            if laws.fused and alive:
+                new = _fused_total(st, laws, table, t, z, limit)
+            else:
+                new = _offspring_total(st, laws, t, z, limit)
+                if alive and new >= 0:
+                    x = _immigrant_total(st, laws, t, limit - new)
+                    new = -1 if x < 0 else new + x
+            z, capped, alive, lost_at, cause, _ = _settle(st, new, alive, lost_at, cause, t,
+                                                          rules)
+            if capped:
+                capped_at = t + 1
+            out.paths[r, t + 1] = z
+        _record(out, r, z, alive, compute, capped_at, lost_at, cause)
+
+
+@njit(cache=True, nogil=True)
+def cohort_chunk(key, first_run, laws, rules, out, cohort_moments, depth_moments):
+    """:func:`count_chunk` (never fused) that also tracks the cohorts of every replicate.
+
+    The cohort ``C_j(t)`` is the number of candidates at step ``t`` whose first wrong
+    token is at position ``j``; each cohort draws its offspring separately, pruning keeps
+    a uniform subset of all candidates, and a capped replicate keeps the composition of
+    its last uncapped step (:func:`_rescale_cohorts`).
+
+    Also outputs (overwritten) ``cohort_moments[0|1, j, t]``, the running mean and sum of
+    squared deviations (Welford) of ``C_j(t)``, and ``depth_moments[0|1, d]`` the same
+    for the probability that a uniform choice from the final list shares exactly ``d``
+    leading tokens with the oracle (``d = T``: the oracle itself).
+    """
+    T = rules.T
+    st = np.empty(4, dtype=np.uint64)
+    limit = EXACT_LIMIT if rules.K > 0 else rules.ceiling
+    cohort = np.zeros(T, dtype=np.int64)
+    fresh = np.zeros(T, dtype=np.int64)
+    scratch = np.zeros(T, dtype=np.int64)
+    for r in range(out.z.size):
+        inv_n = 1.0 / (r + 1)
+        seed_replicate(key, first_run + r, st)
+        z, alive, capped_at, lost_at, cause, compute = _start_replicate()
+        cohort[:] = 0
+        out.paths[r, 0] = 0
         for t in range(T):
             compute += z + (1 if alive else 0)
-            oracle_step = alive
             if capped_at >= 0:
-                if alive and delta > 0.0 and uniform(st) < delta:
-                    alive = False
-                    lost_at = t + 1
-                    cause = LOST_MISS
+                if _missed(st, alive, rules.delta):
+                    alive, lost_at, cause = False, t + 1, LOST_MISS
             else:
-                op, olq, orr, ok = off_par[t, 0], off_par[t, 1], off_par[t, 2], off_par[t, 3]
-                ip, ilq, irr, ik = imm_par[t, 0], imm_par[t, 1], imm_par[t, 2], imm_par[t, 3]
                 new = np.int64(0)
-                if fuse and oracle_step:
-                    # Offspring and immigrants in one draw (closed under convolution).
-                    if off_kind == BINOMIAL and z < n_table_rows:
-                        new = table_draw(st, table_cdf, table_start, table_guess, z)
-                        if new > limit:
-                            new = -1
-                    elif off_kind == BINOMIAL:
-                        new = binomial_total(st, z, off_n, imm_n, op, olq, orr, limit)
-                    elif off_kind == POISSON:
-                        new = poisson_total(st, z * op + ip, limit)
-                    else:
-                        new = groups_total(st, z, groups, grp_n, _uniform_group(st, grp_n, M),
-                                           1, limit)
-                else:
-                    last = t if cohorts else 1
-                    for j in range(last):
-                        units = cohort[j] if cohorts else z
-                        x = np.int64(0)
-                        if units > 0 and new >= 0:
-                            if off_kind == GROUPS:
-                                x = groups_total(st, units, groups, grp_n, -1, 0, limit - new)
-                            else:
-                                x = _family_total(st, off_kind, units, off_n, op, olq, orr, ok,
-                                                  limit - new)
-                            new = -1 if x < 0 else new + x
-                        if cohorts:
-                            fresh[j] = x
+                for j in range(t):
                     x = np.int64(0)
-                    if oracle_step and new >= 0:
-                        if imm_kind == GROUPS:
-                            x = groups_total(st, 0, groups, grp_n, _uniform_group(st, grp_n, M),
-                                             1, limit - new)
-                        else:
-                            x = _family_total(st, imm_kind, 1, imm_n, ip, ilq, irr, ik,
-                                              limit - new)
+                    if cohort[j] > 0 and new >= 0:
+                        x = _offspring_total(st, laws, t, cohort[j], limit - new)
                         new = -1 if x < 0 else new + x
-                    if cohorts:
-                        fresh[t] = x
-                if alive and delta > 0.0 and uniform(st) < delta:
-                    alive = False
-                    lost_at = t + 1
-                    cause = LOST_MISS
-                if new >= 0 and K > 0 and new + (1 if alive else 0) > K:
-                    keep = K
-                    if alive:
-                        if integer_below(st, new + 1) < K:
-                            keep = K - 1
-                        else:
-                            alive = False
-                            lost_at = t + 1
-                            cause = LOST_PRUNED
-                    if cohorts:
-                        _keep_uniform_subset(st, fresh, t + 1, keep, scratch)
-                    new = keep
-                if new < 0 or new > ceiling:
+                    fresh[j] = x
+                x = np.int64(0)
+                if alive and new >= 0:
+                    x = _immigrant_total(st, laws, t, limit - new)
+                    new = -1 if x < 0 else new + x
+                fresh[t] = x
+                z, capped, alive, lost_at, cause, keep = _settle(st, new, alive, lost_at,
+                                                                 cause, t, rules)
+                if keep >= 0:
+                    _keep_uniform_subset(st, fresh, t + 1, keep, scratch)
+                if capped:
                     capped_at = t + 1
-                    z = np.int64(ceiling)
-                    if new < 0 and K > 0:
-                        # A pre-pruning count above 2**51 (only reachable with
-                        # negative-binomial offspring): the oracle is taken as pruned.
-                        z = np.int64(min(K, ceiling))
-                        if alive:
-                            alive = False
-                            lost_at = t + 1
-                            cause = LOST_PRUNED
-                    if cohorts:
-                        _rescale_cohorts(cohort, t + 1, z, t)
+                    _rescale_cohorts(cohort, t + 1, z, t)
                 else:
-                    z = new
-                    if cohorts:
-                        for j in range(t + 1):
-                            cohort[j] = fresh[j]
-            paths[r, t + 1] = z
-            if cohorts:
-                for j in range(t + 1):
-                    _welford(cohort_moments[0], cohort_moments[1], j, t + 1,
-                             float(cohort[j]), inv_n)
-        run_z[r] = z
-        run_alive[r] = 1 if alive else 0
-        run_compute[r] = compute
-        run_capped_at[r] = capped_at
-        run_lost_at[r] = lost_at
-        run_loss_cause[r] = cause
-        if cohorts:
-            listed = 1.0 if alive else 0.0
-            for j in range(T):
-                listed += cohort[j]
-            scale = 1.0 / listed if listed > 0.0 else 0.0
-            for j in range(T):
-                _welford(depth_moments[0:1], depth_moments[1:2], 0, j,
-                         cohort[j] * scale, inv_n)
-            _welford(depth_moments[0:1], depth_moments[1:2], 0, T,
-                     scale if alive else 0.0, inv_n)
-
-
-# --------------------------------------------------------------------------- test hooks
-@njit(cache=True)
-def fill_raw(state, out):
-    """Raw SFC64 words from ``state`` (modified in place)."""
-    for i in range(out.size):
-        out[i] = next_u64(state)
-
-
-@njit(cache=True)
-def replicate_state(key, run, out):
-    """The initial SFC64 state ``[a, b, c, counter]`` of replicate ``run`` into ``out``."""
-    seed_replicate(key, run, out)
-
-
-@njit(cache=True)
-def fill_samples(key, law, a, n, b, out):
-    """Samples of one law from the generator of replicate 0 under ``key``.
-
-    ``law``: 0 uniform, 1 normal, 2 gamma(a), 3 Poisson(a), 4 Bin(n, b),
-    5 integer below n, 6 replicate seeds (first uniform of replicate i).
-    """
-    st = np.empty(4, dtype=np.uint64)
-    seed_replicate(key, 0, st)
-    for i in range(out.size):
-        if law == 0:
-            out[i] = uniform(st)
-        elif law == 1:
-            out[i] = standard_normal(st)
-        elif law == 2:
-            out[i] = standard_gamma(st, a)
-        elif law == 3:
-            out[i] = poisson(st, a)
-        elif law == 4:
-            out[i] = binomial(st, n, b)
-        elif law == 5:
-            out[i] = integer_below(st, n)
-        else:
-            seed_replicate(key, i, st)
-            out[i] = float(next_u64(st) >> _S11) * _TWO_M53
+                    for j in range(t + 1):
+                        cohort[j] = fresh[j]
+            out.paths[r, t + 1] = z
+            for j in range(t + 1):
+                _welford(cohort_moments[0], cohort_moments[1], j, t + 1, float(cohort[j]),
+                         inv_n)
+        _record(out, r, z, alive, compute, capped_at, lost_at, cause)
+        listed = 1.0 if alive else 0.0
+        for j in range(T):
+            listed += cohort[j]
+        scale = 1.0 / listed if listed > 0.0 else 0.0
+        for j in range(T):
+            _welford(depth_moments[0:1], depth_moments[1:2], 0, j, cohort[j] * scale, inv_n)
+        _welford(depth_moments[0:1], depth_moments[1:2], 0, T, scale if alive else 0.0, inv_n)

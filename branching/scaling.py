@@ -46,6 +46,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from . import _validate as check
+from .seeding import seed_sequence
 
 __all__ = [
     "CrossingResult",
@@ -284,7 +285,7 @@ def crossing_points(
     noisy = bool(np.any(V > 0))
     alpha = 1.0 - confidence
     if noisy:
-        gen = np.random.default_rng(rng)
+        gen = np.random.default_rng(seed_sequence(rng))
         boot = np.empty((n_boot, n_pairs))
         sd = np.sqrt(V)
         for b in range(n_boot):
@@ -670,7 +671,7 @@ def scaling_collapse(
     alpha = 1.0 - confidence
     noisy = bool(np.any(V > 0)) and n_boot > 0
     if noisy:
-        gen = np.random.default_rng(rng)
+        gen = np.random.default_rng(seed_sequence(rng))
         boot = np.empty((n_boot, 2))
         sd = np.sqrt(V)
         for b in range(n_boot):

@@ -58,8 +58,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
-import os
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +67,7 @@ import numpy as np
 
 from . import _kernels as kern
 from . import _validate as check
+from .cpus import available_cpus
 from .model import ListDecoderModel
 from .offspring import (
     Binomial,
@@ -77,6 +76,7 @@ from .offspring import (
     Poisson,
     PoissonBinomial,
 )
+from .seeding import SeedRecord, seed_sequence
 
 __all__ = [
     "simulate",
@@ -130,8 +130,8 @@ class SimulationResult:
         The model simulated.
     n_runs : int
         Number of independent replicates.
-    seed : tuple
-        ``(entropy, spawn_key)`` of the :class:`numpy.random.SeedSequence` used;
+    seed : SeedRecord
+        Entropy and spawn key of the :class:`numpy.random.SeedSequence` used;
         ``rng=result.seed_sequence()`` reproduces the run.
     level : {"count", "token"}
         Which simulator produced it.
@@ -186,7 +186,7 @@ class SimulationResult:
 
     model: ListDecoderModel
     n_runs: int
-    seed: tuple
+    seed: SeedRecord
     level: str
     ceiling: int | None
     chunk_size: int
@@ -230,8 +230,7 @@ class SimulationResult:
 
     def seed_sequence(self) -> np.random.SeedSequence:
         """The :class:`~numpy.random.SeedSequence` that reproduces this result."""
-        entropy, spawn_key = self.seed
-        return np.random.SeedSequence(entropy, spawn_key=spawn_key)
+        return self.seed.seed_sequence()
 
     def summary(self) -> dict[str, tuple[float, float]]:
         """Scalar statistics as ``{name: (value, standard error)}``."""
@@ -315,8 +314,8 @@ class ContrastResult:
     k : int or None
         Children per candidate (top-k only).
     n_runs : int
-    seed : tuple
-        ``(entropy, spawn_key)`` of the seed sequence used.
+    seed : SeedRecord
+        Entropy and spawn key of the seed sequence used.
     accuracy, accuracy_se : float
         Probability that the output is the oracle sequence.
     log_accuracy : float
@@ -341,7 +340,7 @@ class ContrastResult:
     T: int
     k: int | None
     n_runs: int
-    seed: tuple
+    seed: SeedRecord
     accuracy: float
     accuracy_se: float
     log_accuracy: float
@@ -380,33 +379,6 @@ class ContrastResult:
 
 
 # =========================================================================== validation
-def _seed_sequence(rng) -> np.random.SeedSequence:
-    """Normalise ``rng`` (None | int | SeedSequence | Generator) to a SeedSequence.
-
-    A Generator is consumed: four 64-bit words are drawn from it as fresh entropy, so
-    that the result still carries a seed that reproduces it.
-    """
-    if rng is None:
-        return np.random.SeedSequence()
-    if isinstance(rng, np.random.SeedSequence):
-        return rng
-    if isinstance(rng, np.random.Generator):
-        words = rng.integers(0, 2**63, size=4, dtype=np.int64)
-        return np.random.SeedSequence([int(w) for w in words])
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
-        if rng < 0:
-            raise ValueError(f"rng must be a non-negative integer seed, got {int(rng)}")
-        return np.random.SeedSequence(int(rng))
-    raise ValueError(
-        "rng must be None, a non-negative int, a numpy.random.SeedSequence or a "
-        f"numpy.random.Generator, got {check._show(rng)}"
-    )
-
-
-def _seed_record(seq: np.random.SeedSequence) -> tuple:
-    return (seq.entropy, tuple(seq.spawn_key))
-
-
 def _flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {check._show(value)}")
@@ -426,44 +398,26 @@ def _levels(levels) -> tuple:
     return tuple(float(q) for q in arr)
 
 
-def _default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
-        return max(1, os.cpu_count() or 1)
-
-
 # =========================================================================== encoding
-@dataclass(frozen=True)
-class _Laws:
-    """The model's laws as the flat arrays the kernel reads."""
+def _fusable(off_kind, off_par, imm_kind, imm_par) -> bool:
+    """Whether offspring and immigrants can be drawn as one total."""
+    if off_kind == kern.BINOMIAL and imm_kind == kern.BINOMIAL:
+        return bool(np.array_equal(off_par[:, 0], imm_par[:, 0]))
+    if off_kind == kern.POISSON and imm_kind == kern.POISSON:
+        return True
+    return off_kind == kern.GROUPS and imm_kind == kern.GROUPS
 
-    off_kind: int
-    off_n: int
-    off_par: np.ndarray
-    imm_kind: int
-    imm_n: int
-    imm_par: np.ndarray
-    groups: np.ndarray
-    grp_n: np.ndarray
 
-    def tables(self, fuse: bool):
-        """Cumulative-probability tables of the fused binomial step total, when it is the
-        same law at every step (empty arrays otherwise)."""
-        p = self.off_par[:, 0]
-        if fuse and self.off_kind == kern.BINOMIAL and np.all(p == p[0]) and 0.0 < p[0] <= 0.5:
-            return kern.binomial_cdf_table(self.off_n, self.imm_n, float(p[0]),
-                                           _TABLE_MAX_MEAN, _TABLE_MAX_ROWS, _TABLE_MAX_CELLS)
-        return np.zeros(0), np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
-
-    @property
-    def fusable(self) -> bool:
-        """Whether offspring and immigrants can be drawn as one total."""
-        if self.off_kind == kern.BINOMIAL and self.imm_kind == kern.BINOMIAL:
-            return bool(np.array_equal(self.off_par[:, 0], self.imm_par[:, 0]))
-        if self.off_kind == kern.POISSON and self.imm_kind == kern.POISSON:
-            return True
-        return self.off_kind == kern.GROUPS and self.imm_kind == kern.GROUPS
+def _table(laws: kern.Laws) -> kern.Table:
+    """Cumulative-probability tables of the fused binomial step total, when it is the same
+    law at every step (empty arrays otherwise)."""
+    p = laws.off_par[:, 0]
+    if laws.fused and laws.off_kind == kern.BINOMIAL and np.all(p == p[0]) \
+            and 0.0 < p[0] <= 0.5:
+        return kern.Table(*kern.binomial_cdf_table(
+            laws.off_n, laws.imm_n, float(p[0]), _TABLE_MAX_MEAN, _TABLE_MAX_ROWS,
+            _TABLE_MAX_CELLS))
+    return kern.Table(np.zeros(0), np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
 
 def _require_kernel_laws(model: ListDecoderModel) -> None:
@@ -493,8 +447,9 @@ def _law_code(law) -> tuple[int, int, float, float]:
     raise ValueError(f"model has an offspring law the simulator does not know: {law!r}")
 
 
-def _encode(model: ListDecoderModel) -> _Laws:
-    """Flatten the model's per-step laws into kernel arrays."""
+def _encode(model: ListDecoderModel, fuse: bool) -> kern.Laws:
+    """Flatten the model's per-step laws into kernel arrays; offspring and immigrants are
+    drawn as one total when ``fuse`` and the laws allow it."""
     steps = model.laws() if model.T > 0 else [(model.offspring(0), model.immigration(0))]
     if model.per_token:
         values, counts = np.unique(model.eps, return_counts=True)
@@ -510,7 +465,9 @@ def _encode(model: ListDecoderModel) -> _Laws:
 
     off_kind, off_n, off_par = table([f for f, _ in steps])
     imm_kind, imm_n, imm_par = table([h for _, h in steps])
-    return _Laws(off_kind, off_n, off_par, imm_kind, imm_n, imm_par, groups, grp_n)
+    fused = fuse and _fusable(off_kind, off_par, imm_kind, imm_par)
+    return kern.Laws(off_kind, off_n, off_par, imm_kind, imm_n, imm_par, groups, grp_n,
+                     model.M, fused)
 
 
 # =========================================================================== reduction
@@ -673,8 +630,9 @@ def simulate(
     n_runs : int
         Number of independent replicates, ``2 <= n_runs <= 2**40``.
     rng : None, int, numpy.random.SeedSequence or numpy.random.Generator, keyword-only
-        Source of randomness, normalised once to a SeedSequence (a Generator is consumed
-        to draw fresh entropy).  The result records the seed that reproduces it.
+        Source of randomness, normalised once by :func:`branching.seeding.seed_sequence`
+        (a Generator is consumed to draw fresh entropy).  The result records the seed
+        that reproduces it.
     ceiling : int, keyword-only
         Largest erroneous count simulated, ``1 <= ceiling <= 2**50``; a replicate whose
         count would exceed it is capped (frozen at ``ceiling``) and reported.
@@ -736,7 +694,7 @@ def simulate(
     cohorts = _flag("cohorts", cohorts)
     keep_paths = _flag("keep_paths", keep_paths)
     progress = _flag("progress", progress)
-    threads = _default_threads() if threads is None else check.integer("threads", threads, low=1)
+    threads = available_cpus() if threads is None else check.integer("threads", threads, low=1)
     chunk_size = check.integer("chunk_size", chunk_size, low=1, high=2**20)
     levels = _levels(quantile_levels) if len(quantile_levels) else ()
     T, M = model.T, model.M
@@ -757,11 +715,13 @@ def simulate(
             f"n_runs * (T + 1) must be at most {_MAX_PATH_ENTRIES:.0e} with keep_paths=True, "
             f"got {n_runs * (T + 1)}"
         )
-    seq = _seed_sequence(rng)
+    seq = seed_sequence(rng)
     key = seq.generate_state(3, np.uint64)
-    laws = _encode(model)
-    fuse = laws.fusable and not cohorts
-    table = laws.tables(fuse)
+    laws = _encode(model, fuse=not cohorts)
+    table = _table(laws)
+    K = 0 if model.K is None else model.K
+    rules = kern.Rules(T, float(model.delta), K, ceiling)
+    plain = laws.fused and laws.off_kind == kern.BINOMIAL and model.delta == 0.0 and K == 0
     n_chunks = -(-n_runs // chunk_size)
     threads = min(threads, n_chunks)
     logger.debug("simulate %r: %d runs in %d chunks on %d threads",
@@ -785,34 +745,30 @@ def simulate(
 
     cohort_shape = (2, T, T + 1) if cohorts else (2, 0, 0)
     depth_shape = (2, T + 1) if cohorts else (2, 0)
-    K = 0 if model.K is None else model.K
 
     def run_chunk(c):
         start = c * chunk_size
         n = min(chunk_size, n_runs - start)
         chunk_paths = paths[start:start + n] if keep_paths else np.empty((n, T + 1), np.int64)
         moments = np.empty((4, T + 1))
-        run_z = np.empty(n, dtype=np.int64)
-        run_alive = np.empty(n, dtype=np.int64)
-        run_compute = np.empty(n)
-        run_capped = np.empty(n, dtype=np.int64)
-        run_lost = np.empty(n, dtype=np.int64)
-        run_cause = np.empty(n, dtype=np.int64)
+        out = kern.Outputs(
+            z=np.empty(n, dtype=np.int64), alive=np.empty(n, dtype=np.int64),
+            compute=np.empty(n), capped_at=np.empty(n, dtype=np.int64),
+            lost_at=np.empty(n, dtype=np.int64), cause=np.empty(n, dtype=np.int64),
+            paths=chunk_paths,
+        )
         cohort_m = np.zeros(cohort_shape)
         depth_m = np.zeros(depth_shape)
-        kern.count_process_chunk(
-            key, start, T, M,
-            laws.off_kind, laws.off_n, laws.off_par,
-            laws.imm_kind, laws.imm_n, laws.imm_par,
-            laws.groups, laws.grp_n,
-            *table,
-            model.delta, K, ceiling, fuse, cohorts,
-            run_z, run_alive, run_compute, run_capped, run_lost, run_cause,
-            chunk_paths, cohort_m, depth_m,
-        )
+        if cohorts:
+            kern.cohort_chunk(key, start, laws, rules, out, cohort_m, depth_m)
+        elif plain:
+            kern.plain_chunk(key, start, laws, table, rules, out)
+        else:
+            kern.count_chunk(key, start, laws, table, rules, out)
         kern.path_summary(chunk_paths, moments, thread_hist())
-        outcomes = _replicate_outcomes(T, run_z, run_alive, run_compute, run_capped, run_lost,
-                                       run_cause)
+        outcomes = _replicate_outcomes(T, out.z, out.alive, out.compute, out.capped_at,
+                                       out.lost_at, out.cause)
+        run_lost = out.lost_at
         return n, moments, outcomes, run_lost, cohort_m, depth_m
 
     def merge(c, out):
@@ -849,8 +805,8 @@ def simulate(
     for hist in hists:
         summary.hist += hist
     return _build_result(
-        summary, model=model, n_runs=n_runs, seed=_seed_record(seq), level="count",
-        ceiling=ceiling, chunk_size=chunk_size, levels=levels,
+        summary, model=model, n_runs=n_runs, seed=SeedRecord.from_seed_sequence(seq),
+        level="count", ceiling=ceiling, chunk_size=chunk_size, levels=levels,
         paths=paths if keep_paths else None, lost_at=lost_all,
     )
 
@@ -935,7 +891,7 @@ def simulate_token_decoder(
     keep_lists = _flag("keep_lists", keep_lists)
     max_list = check.integer("max_list", max_list, low=1, high=10**7)
     levels = _levels(quantile_levels) if len(quantile_levels) else ()
-    seq = _seed_sequence(rng)
+    seq = seed_sequence(rng)
     gen = np.random.default_rng(seq)
 
     wrong = np.broadcast_to(np.asarray(model.eps, dtype=float), (M,))
@@ -1001,8 +957,8 @@ def simulate_token_decoder(
     summary.cohort.add_sample(cohort)
     summary.depth.add_sample(shares)
     return _build_result(
-        summary, model=model, n_runs=n_runs, seed=_seed_record(seq), level="token",
-        ceiling=None, chunk_size=n_runs, levels=levels, paths=paths, lost_at=lost_at,
+        summary, model=model, n_runs=n_runs, seed=SeedRecord.from_seed_sequence(seq),
+        level="token", ceiling=None, chunk_size=n_runs, levels=levels, paths=paths, lost_at=lost_at,
         lists=tuple(lists) if keep_lists else None,
     )
 
@@ -1074,7 +1030,7 @@ def simulate_instant_generation(
     True
     """
     M, eps, T, n_runs = _contrast_args(M, eps, T, n_runs)
-    seq = _seed_sequence(rng)
+    seq = seed_sequence(rng)
     gen = np.random.default_rng(seq)
     correct = np.ones(n_runs, dtype=bool)
     running = np.ones(n_runs, dtype=bool)
@@ -1090,7 +1046,8 @@ def simulate_instant_generation(
     failed, failed_se = _mean_se(~running)
     compute, compute_se = _mean_se(calls)
     return ContrastResult(
-        kind="instant", M=M, eps=eps, T=T, k=None, n_runs=n_runs, seed=_seed_record(seq),
+        kind="instant", M=M, eps=eps, T=T, k=None, n_runs=n_runs,
+        seed=SeedRecord.from_seed_sequence(seq),
         accuracy=accuracy, accuracy_se=accuracy_se,
         log_accuracy=math.log(accuracy) if accuracy > 0 else -math.inf,
         oracle_survival=accuracy, oracle_survival_se=accuracy_se,
@@ -1145,7 +1102,7 @@ def simulate_top_k(
     """
     M, eps, T, n_runs = _contrast_args(M, eps, T, n_runs)
     k = check.integer("k", k, low=1, high=M)
-    seq = _seed_sequence(rng)
+    seq = seed_sequence(rng)
     gen = np.random.default_rng(seq)
     kept = np.ones(n_runs, dtype=bool)
     for _ in range(T):
@@ -1155,7 +1112,8 @@ def simulate_top_k(
     log_size = T * math.log(k)
     log_accuracy = math.log(survival) - log_size if survival > 0 else -math.inf
     return ContrastResult(
-        kind="top_k", M=M, eps=eps, T=T, k=k, n_runs=n_runs, seed=_seed_record(seq),
+        kind="top_k", M=M, eps=eps, T=T, k=k, n_runs=n_runs,
+        seed=SeedRecord.from_seed_sequence(seq),
         accuracy=math.exp(log_accuracy), accuracy_se=survival_se * math.exp(-log_size),
         log_accuracy=log_accuracy,
         oracle_survival=survival, oracle_survival_se=survival_se,

@@ -66,7 +66,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import _validate as check
+from .cpus import available_cpus
 from .model import ListDecoderModel
+from .seeding import SeedRecord, seed_sequence
 
 __all__ = [
     "PARAMETERS",
@@ -421,9 +423,9 @@ class SweepResult:
         Identity of the task.
     n_runs : int or None
         Monte Carlo runs per grid point.
-    seed : dict
-        The root seed, ``{"entropy": ..., "spawn_key": [...]}``; grid point ``i`` used
-        ``SeedSequence(entropy, spawn_key=spawn_key + [i])``.
+    seed : SeedRecord
+        The root seed; grid point ``i`` used
+        ``SeedSequence(seed.entropy, spawn_key=seed.spawn_key + (i,))``.
     point, statistic, value, se : numpy arrays
         The table's columns: grid-point index, statistic name, estimate, standard error.
     """
@@ -431,7 +433,7 @@ class SweepResult:
     grid: Grid
     task: str
     n_runs: int | None
-    seed: dict
+    seed: SeedRecord
     point: np.ndarray = field(repr=False)
     statistic: np.ndarray = field(repr=False)
     value: np.ndarray = field(repr=False)
@@ -537,29 +539,17 @@ class SweepResult:
     def __repr__(self):
         stats = ", ".join(self.statistics)
         return (f"SweepResult({self.grid!r}, task={self.task}, n_runs={self.n_runs}, "
-                f"seed={self.seed['entropy']}, statistics=[{stats}], rows={len(self.value)})")
+                f"seed={self.seed.entropy}, statistics=[{stats}], rows={len(self.value)})")
 
 
 # --------------------------------------------------------------------------- seeds and store
-def _root_seed(rng, stored: dict | None) -> dict:
-    """The sweep's root seed as ``{"entropy", "spawn_key"}`` (SPEC 7 normalisation)."""
-    if rng is None:
-        if stored is not None:
-            logger.info("resuming with the seed recorded in the store: %s", stored)
-            return stored
-        seq = np.random.SeedSequence()
-    elif isinstance(rng, np.random.SeedSequence):
-        seq = rng
-    elif isinstance(rng, np.random.Generator):
-        seq = np.random.SeedSequence([int(v) for v in rng.integers(0, 2**63, size=2)])
-    elif isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
-        seq = np.random.SeedSequence(check.integer("rng", rng, low=0))
-    else:
-        raise ValueError(f"rng must be None, a non-negative int, a SeedSequence or a Generator, "
-                         f"got {check._show(rng)}")
-    entropy = seq.entropy
-    entropy = [int(v) for v in entropy] if isinstance(entropy, (list, tuple, np.ndarray)) else int(entropy)
-    return {"entropy": entropy, "spawn_key": [int(k) for k in seq.spawn_key]}
+def _root_seed(rng, stored: dict | None) -> SeedRecord:
+    """The sweep's root seed: ``rng`` by :func:`~branching.seeding.seed_sequence`, or -- with
+    ``rng=None`` -- the seed recorded in the store being resumed."""
+    if rng is None and stored is not None:
+        logger.info("resuming with the seed recorded in the store: %s", stored)
+        return SeedRecord.from_dict(stored)
+    return SeedRecord.from_seed_sequence(seed_sequence(rng))
 
 
 def _digest(obj) -> str:
@@ -637,13 +627,6 @@ def _is_dask_client(obj) -> bool:
     return type(obj).__module__.split(".")[0] == "distributed" and hasattr(obj, "gather")
 
 
-def _default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def _execute(jobs: list[tuple[int, tuple]], workers, on_done) -> None:
     """Run ``_run_chunk(*args)`` for every ``(chunk, args)`` and call ``on_done(chunk, result)``.
 
@@ -653,7 +636,7 @@ def _execute(jobs: list[tuple[int, tuple]], workers, on_done) -> None:
     if not jobs:
         return
     if workers is None or isinstance(workers, numbers.Integral):
-        n = _default_workers() if workers is None else check.integer("workers", workers, low=1)
+        n = available_cpus() if workers is None else check.integer("workers", workers, low=1)
         n = min(n, len(jobs))
         if n == 1:
             for chunk, args in jobs:
@@ -783,7 +766,7 @@ def run_sweep(
     seed = _root_seed(rng, _Store.stored_seed(store) if store is not None else None)
     points = [dict(p) for p in grid.points]
     config = json.loads(json.dumps({
-        "format": _FORMAT, "task": task_name, "n_runs": n_runs, "seed": seed,
+        "format": _FORMAT, "task": task_name, "n_runs": n_runs, "seed": seed.to_dict(),
         "chunk_points": chunk_points, "points": points,
     }))
     disk = _Store(store, config) if store is not None else None
@@ -795,13 +778,13 @@ def run_sweep(
         indices = list(range(c * chunk_points, min((c + 1) * chunk_points, len(points))))
         chunk_pts = [points[i] for i in indices]
         keys[c] = _digest({"points": chunk_pts, "task": task_name, "n_runs": n_runs,
-                           "seed": seed, "chunk": c})
+                           "seed": seed.to_dict(), "chunk": c})
         spans[c] = indices
         loaded = disk.load(c, keys[c], indices) if disk is not None else None
         if loaded is not None:
             results[c] = loaded
         else:
-            jobs.append((c, (task, chunk_pts, indices, n_runs, seed["entropy"], seed["spawn_key"])))
+            jobs.append((c, (task, chunk_pts, indices, n_runs, seed.entropy, seed.spawn_key)))
     if disk is not None and results:
         logger.info("store %s: %d of %d chunks already finished", disk.dir, len(results), n_chunks)
 

@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _validate as check
+from .seeding import seed_sequence
 
 __all__ = ["MarkovToy", "PaddedToy", "CONTROLS"]
 
@@ -162,7 +163,7 @@ class _SequenceModel:
         grid = check.array("grid", grid, ndim=1)
         S = check.integer("S", S, low=1)
         K = grid.size
-        children = np.random.default_rng(rng).spawn(K)
+        children = np.random.default_rng(seed_sequence(rng)).spawn(K)
         width = K if W is None else 2 * W + 1
         out = np.full((K, S, width), np.nan)
         tokens = np.empty((K, S, self.N), dtype=np.intp)
@@ -247,7 +248,7 @@ class MarkovToy(_SequenceModel):
         """A toy with independent standard-normal logits times ``scale`` (base and tilt)."""
         V = check.integer("V", V, low=2)
         scale = check.real("scale", scale, low=0.0)
-        gen = np.random.default_rng(rng)
+        gen = np.random.default_rng(seed_sequence(rng))
         base = scale * gen.standard_normal((V + 1, V))
         tilt = scale * gen.standard_normal((V + 1, V))
         return cls(base=base, N=N, control=control, tilt=None if control == "temperature" else tilt,
@@ -311,7 +312,7 @@ class MarkovToy(_SequenceModel):
         if top_k is not None:
             top_k = check.integer("top_k", top_k, low=1, high=self.V)
         probs = _truncate(np.exp(self.log_transition(theta)), top_k)
-        return _sample_chain(probs, self.N, S, np.random.default_rng(rng))
+        return _sample_chain(probs, self.N, S, np.random.default_rng(seed_sequence(rng)))
 
     def _tokens(self, tokens) -> np.ndarray:
         tokens = np.asarray(tokens)
@@ -427,7 +428,7 @@ class PaddedToy(_SequenceModel):
 
     def sample(self, theta, S: int, *, rng=None, top_k: int | None = None) -> np.ndarray:
         """Samples of shape (S, N): core at ``theta``, then padding (``top_k`` applies to the core)."""
-        core_rng, pad_rng = np.random.default_rng(rng).spawn(2)
+        core_rng, pad_rng = np.random.default_rng(seed_sequence(rng)).spawn(2)
         head = self.core.sample(theta, S, rng=core_rng, top_k=top_k)
         tail = self.padding.sample(self.padding_theta, S, rng=pad_rng)
         return np.concatenate([head, tail], axis=1)

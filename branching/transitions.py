@@ -92,6 +92,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _validate as check
+from .seeding import seed_sequence
 
 __all__ = [
     "MEASURES",
@@ -717,7 +718,7 @@ def find_peak(
     if curve.exact or curve.log_ratio is None:
         return Peak(location_se=0.0, location_ci=(location, location), z=None, p_value=None, **common)
 
-    gen = np.random.default_rng(rng)
+    gen = np.random.default_rng(seed_sequence(rng))
     boot_rng, perm_rng = gen.spawn(2)
     terms = _own_term(curve.log_ratio, curve.measure)
     boot = _bootstrap_locations(terms, scale, x, n_boot, boot_rng)

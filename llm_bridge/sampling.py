@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from branching import _validate as check
+from branching.seeding import seed_sequence
 
 from .models import LanguageModel
 
@@ -263,20 +264,6 @@ def _tokens_and_lengths(lm: LanguageModel, tokens, lengths, eos: str):
     return np.where(inside, tokens, 0), lengths
 
 
-def _seed_sequence(rng) -> np.random.SeedSequence:
-    if isinstance(rng, np.random.SeedSequence):
-        return rng
-    if isinstance(rng, np.random.Generator):
-        return np.random.SeedSequence(rng.integers(0, 2**63, size=4).tolist())
-    if rng is None:
-        return np.random.SeedSequence()
-    if isinstance(rng, (bool, np.bool_)) or not isinstance(rng, numbers.Integral) or rng < 0:
-        raise ValueError(
-            f"rng must be None, a non-negative int, a numpy SeedSequence or Generator, got {rng!r}"
-        )
-    return np.random.SeedSequence(int(rng))
-
-
 # ----------------------------------------------------------------------------------------
 # model plumbing
 
@@ -489,7 +476,7 @@ def sample(
     eos = _eos_policy(lm, eos)
     batch_size = check.integer("batch_size", batch_size, low=1)
     _check_context(lm, len(prompt), n_tokens)
-    seed = _seed_sequence(rng)
+    seed = seed_sequence(rng)
     uniforms = 1.0 - np.random.default_rng(seed).random((n_samples, n_tokens))
 
     tokens = np.empty((n_samples, n_tokens), dtype=np.int64)

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from branching import _validate
+from branching.seeding import SeedRecord, seed_sequence
 from llm_bridge import cache, thermo
 from llm_bridge.scan_result import ScanResult
 
@@ -127,36 +128,10 @@ def log_temperature_grid(lo: float, hi: float, K: int) -> np.ndarray:
 
 
 # ============================================================================ helpers
-def _seed_sequence(rng) -> np.random.SeedSequence:
-    """One root :class:`~numpy.random.SeedSequence` from ``None | int | SeedSequence | Generator``.
-
-    A Generator contributes fresh entropy drawn from it, so the recorded seed reproduces the
-    scan without the Generator.
-    """
-    if isinstance(rng, np.random.SeedSequence):
-        return rng
-    if isinstance(rng, np.random.Generator):
-        return np.random.SeedSequence(int(rng.integers(0, 2**63 - 1)))
-    if rng is None:
-        return np.random.SeedSequence()
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
-        return np.random.SeedSequence(int(rng))
-    raise ValueError(
-        f"rng must be None, a non-negative int, a SeedSequence or a Generator, got {rng!r}"
-    )
-
-
 def _grid_generators(root: np.random.SeedSequence, n: int) -> list[np.random.Generator]:
     """One independent Generator per grid point (children of a copy of ``root``)."""
     fresh = np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key)
     return [np.random.default_rng(child) for child in fresh.spawn(n)]
-
-
-def _seed_record(root: np.random.SeedSequence) -> tuple[int | list[int], list[int]]:
-    """JSON-ready ``(entropy, spawn_key)``; ``SeedSequence(entropy, spawn_key=...)`` is ``root``."""
-    entropy = root.entropy
-    entropy = int(entropy) if np.ndim(entropy) == 0 else [int(x) for x in entropy]
-    return entropy, [int(x) for x in root.spawn_key]
 
 
 def _prompt_ids(lm, prompt, name: str = "prompt") -> np.ndarray:
@@ -368,8 +343,9 @@ def temperature_scan(
     _check_eos(lm, eos)
     prompt_ids = _prompt_ids(lm, prompt)
     _check_context(lm, prompt_ids, n_tokens)
-    root = _seed_sequence(rng)
-    seed, spawn_key = _seed_record(root)
+    root = seed_sequence(rng)
+    record = SeedRecord.from_seed_sequence(root).to_dict()
+    seed, spawn_key = record["entropy"], record["spawn_key"]
     params = {
         "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
         "prompt": prompt if isinstance(prompt, str) else None, "spawn_key": spawn_key,
@@ -537,8 +513,9 @@ def prompt_scan(
                for v in values]
     for v, ids in zip(values, prompts):
         _check_context(lm, ids, n_tokens, name=f"n_tokens (prompt for value {v!r})")
-    root = _seed_sequence(rng)
-    seed, spawn_key = _seed_record(root)
+    root = seed_sequence(rng)
+    record = SeedRecord.from_seed_sequence(root).to_dict()
+    seed, spawn_key = record["entropy"], record["spawn_key"]
     params = {
         "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
         "temperature": temperature, "template": template if isinstance(template, str) else None,
@@ -737,8 +714,9 @@ def checkpoint_scan(
                 "(name, state_dict) pairs"
             )
         from llm_bridge.models import load_model as loader
-    root = _seed_sequence(rng)
-    seed, spawn_key = _seed_record(root)
+    root = seed_sequence(rng)
+    record = SeedRecord.from_seed_sequence(root).to_dict()
+    seed, spawn_key = record["entropy"], record["spawn_key"]
     params = {
         "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
         "temperature": temperature, "prompt": prompt if isinstance(prompt, str) else None,

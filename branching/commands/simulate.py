@@ -45,10 +45,10 @@ def run(args) -> int:
         model, args.runs, rng=args.seed, ceiling=args.ceiling, cohorts=args.cohorts,
         threads=args.threads, chunk_size=args.chunk_size,
     )
-    entropy, spawn_key = result.seed
+    seed = result.seed
     print(repr(model))
-    print(f"  runs {result.n_runs}, seed entropy {entropy}"
-          + (f", spawn key {spawn_key}" if spawn_key else ""))
+    print(f"  runs {result.n_runs}, seed entropy {seed.entropy}"
+          + (f", spawn key {seed.spawn_key}" if seed.spawn_key else ""))
     labels = {
         "mean_Z_T": "E Z_T", "p_no_error": "P(Z_T = 0)", "accuracy": "accuracy",
         "oracle_survival": "P(oracle kept)", "compute": "compute E sum L_t",

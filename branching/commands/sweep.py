@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
                                           else result.statistics[0])
     if statistic not in result.statistics:
         raise ValueError(f"--statistic must be one of {list(result.statistics)}, got {statistic!r}")
-    print(f"{result.task}: {len(grid)} grid points, seed {result.seed['entropy']}, "
+    print(f"{result.task}: {len(grid)} grid points, seed {result.seed.entropy}, "
           f"statistics {', '.join(result.statistics)}")
     for label, (r0, value, se) in _curve_groups(result, statistic).items():
         print(f"{statistic} [{label}]" if label else statistic)

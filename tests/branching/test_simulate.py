@@ -24,11 +24,15 @@ from branching import _kernels as kern
 from branching.cli import main as cli_main
 from branching.simulate import (
     MAX_CEILING,
+    _encode,
+    _table,
     SimulationResult,
     simulate,
     simulate_instant_generation,
     simulate_top_k,
 )
+from kernel_hooks import (BINOMIAL, GAMMA, INTEGER_BELOW, NORMAL, POISSON, REPLICATE_SEEDS,
+                          UNIFORM, fill_raw, fill_samples, replicate_state)
 from stat_checks import P_MIN, assert_close, chi_square_pvalue, two_sample_pvalue
 
 
@@ -157,26 +161,26 @@ def test_sfc64_stream_is_numpys():
     bit_gen = np.random.SFC64(2024)
     state = bit_gen.state["state"]["state"].copy()
     out = np.empty(5000, dtype=np.uint64)
-    kern.fill_raw(state, out)
+    fill_raw(state, out)
     assert np.array_equal(out, bit_gen.random_raw(5000))
 
 
 def test_uniform_doubles_are_numpys():
     key = np.random.SeedSequence(7).generate_state(3, np.uint64)
     state = np.empty(4, dtype=np.uint64)
-    kern.replicate_state(key, 0, state)
+    replicate_state(key, 0, state)
     bit_gen = np.random.SFC64(0)
     bit_gen.state = {"bit_generator": "SFC64", "state": {"state": state},
                      "has_uint32": 0, "uinteger": 0}
     ours = np.empty(2000)
-    kern.fill_samples(key, 0, 0.0, 0, 0.0, ours)
+    fill_samples(key, UNIFORM, 0.0, 0, 0.0, ours)
     assert np.array_equal(ours, np.random.Generator(bit_gen).random(2000))
 
 
 def test_replicate_generators_are_distinct_and_uniform():
     key = np.random.SeedSequence(11).generate_state(3, np.uint64)
     first = np.empty(20000)
-    kern.fill_samples(key, 6, 0.0, 0, 0.0, first)
+    fill_samples(key, REPLICATE_SEEDS, 0.0, 0, 0.0, first)
     assert np.unique(first).size == first.size
     assert stats.kstest(first, "uniform").pvalue > P_MIN
 
@@ -185,7 +189,7 @@ def test_replicate_generators_are_distinct_and_uniform():
 def _samples(law, a=0.0, n=0, b=0.0, size=100_000, seed=3):
     key = np.random.SeedSequence(seed).generate_state(3, np.uint64)
     out = np.empty(size)
-    kern.fill_samples(key, law, a, n, b, out)
+    fill_samples(key, law, a, n, b, out)
     return out
 
 
@@ -204,7 +208,7 @@ def _discrete_pvalue(samples, pmf_fn, lo, hi):
     (2_010_280, 1e-5), (10**6, 0.3), (2**60, 1e-15), (2**62, 1e-14), (20, 0.999),
 ])
 def test_binomial_sampler(n, p):
-    x = _samples(4, n=n, b=p)
+    x = _samples(BINOMIAL, n=n, b=p)
     mean, sd = n * p, math.sqrt(n * p * (1 - p))
     lo, hi = int(max(0, mean - 7 * sd - 5)), int(min(n, mean + 7 * sd + 5))
     assert _discrete_pvalue(x, lambda v: stats.binom.pmf(v, n, p), lo, hi) > P_MIN
@@ -212,30 +216,30 @@ def test_binomial_sampler(n, p):
 
 @pytest.mark.parametrize("lam", [0.5, 3.0, 9.99, 10.0, 47.5, 5000.0])
 def test_poisson_sampler(lam):
-    x = _samples(3, a=lam)
+    x = _samples(POISSON, a=lam)
     lo, hi = int(max(0, lam - 7 * math.sqrt(lam) - 5)), int(lam + 7 * math.sqrt(lam) + 5)
     assert _discrete_pvalue(x, lambda v: stats.poisson.pmf(v, lam), lo, hi) > P_MIN
 
 
 def test_poisson_sampler_huge_mean():
     lam = 3.0e14
-    x = _samples(3, a=lam, size=50_000)
+    x = _samples(POISSON, a=lam, size=50_000)
     # Normal to within O(lam**-1/2) = 6e-8: a KS test cannot tell at this sample size.
     assert stats.kstest((x - lam) / math.sqrt(lam), "norm").pvalue > P_MIN
 
 
 @pytest.mark.parametrize("shape", [0.3, 1.0, 4.5, 1e6])
 def test_gamma_sampler(shape):
-    assert stats.kstest(_samples(2, a=shape), stats.gamma(shape).cdf).pvalue > P_MIN
+    assert stats.kstest(_samples(GAMMA, a=shape), stats.gamma(shape).cdf).pvalue > P_MIN
 
 
 def test_normal_sampler():
-    assert stats.kstest(_samples(1), "norm").pvalue > P_MIN
+    assert stats.kstest(_samples(NORMAL), "norm").pvalue > P_MIN
 
 
 @pytest.mark.parametrize("n", [1, 7, 1000])
 def test_integer_below(n):
-    x = _samples(5, n=n, size=30_000).astype(np.int64)
+    x = _samples(INTEGER_BELOW, n=n, size=30_000).astype(np.int64)
     assert x.min() >= 0 and x.max() < n
     if n > 1:
         assert chi_square_pvalue(np.bincount(x, minlength=n), np.full(n, 1.0 / n), x.size) > P_MIN
@@ -251,6 +255,30 @@ def test_cdf_table_rows_are_binomial_cdfs():
         np.testing.assert_allclose(row, stats.binom.cdf(np.arange(row.size), n, p),
                                    rtol=1e-10, atol=1e-14)
         assert 1.0 - row[-1] < 1e-13
+
+
+def _outputs(n, T):
+    return kern.Outputs(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n),
+                        np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
+                        np.empty((n, T + 1), np.int64))
+
+
+@pytest.mark.parametrize("ceiling", [10**9, 500])
+def test_plain_kernel_draws_what_the_general_kernel_draws(ceiling):
+    # The hot-path kernel is the general one specialised: same replicate streams, same draws.
+    model = ListDecoderModel.from_r0(M=1000, r0=1.2, T=60)
+    laws = _encode(model, fuse=True)
+    table = _table(laws)
+    assert laws.fused and table.guess.size > 0
+    rules = kern.Rules(model.T, 0.0, 0, ceiling)
+    key = np.random.SeedSequence(19).generate_state(3, np.uint64)
+    plain, general = _outputs(400, model.T), _outputs(400, model.T)
+    kern.plain_chunk(key, 7, laws, table, rules, plain)
+    kern.count_chunk(key, 7, laws, table, rules, general)
+    for name, a, b in zip(kern.Outputs._fields, plain, general):
+        assert np.array_equal(a, b), name
+    assert plain.paths[:, -1].max() > table.guess.size  # beyond the table rows
+    assert (plain.capped_at >= 0).any() == (ceiling == 500)
 
 
 # =========================================================================== process vs exact

