@@ -470,7 +470,7 @@ def test_cli_sweep_from_a_config_file_and_resume(tmp_path, capsys, suffix):
     (["--M", 100, "--r0", "0.5,200", "--T", 5, "--runs", 10], "grid point 1"),
     (["--M", 100, "--r0", 0.5, "--T", 5], "--runs is required"),
     (["--M", 100, "--r0", "1:0:3", "--T", 5, "--runs", 10], "start < stop"),
-    (["--M", 100, "--r0", 0.5, "--T", 5, "--runs", 10, "--out", "t.txt"], "must end in .csv"),
+    (["--M", 100, "--r0", 0.5, "--T", 5, "--runs", 10, "--out", "t.txt"], "must end in one of .csv, .parquet"),
     (["--M", 100, "--r0", 0.5, "--T", 5, "--runs", 10, "--statistic", "nope"], "--statistic must be"),
     (["--config", "missing.toml"], "config file not found"),
 ])
