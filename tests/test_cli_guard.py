@@ -258,3 +258,28 @@ def test_written_files_get_the_normal_permissions(tmp_path, capsys):
     assert any(p.name == "scan.npz" for p in files)
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
+
+
+def test_interrupt_without_storage_does_not_promise_a_resume(capsys, monkeypatch):
+    from branching.commands import exact
+
+    def interrupted(model):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exact, "summary", interrupted)
+    code, _, err = run(["exact", *MODEL], capsys)
+    assert code == 130 and err.strip() == "interrupted"
+
+
+def test_an_os_error_while_writing_is_one_line(capsys, monkeypatch, tmp_path):
+    from branching.commands import simulate
+
+    def disk_full(result, path):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(simulate, "_plot", disk_full)
+    code, _, err = run(["simulate", *MODEL, "--runs", "1e2", "--seed", "1", "--no-progress",
+                        "--plot", tmp_path / "p.png"], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == (f"llm-branching simulate: error: No space left on device: "
+                           f"{str(tmp_path / 'p.png')!r}")
