@@ -581,8 +581,8 @@ def _build_result(summary: _Summary, *, model, n_runs, seed, level, ceiling, chu
     capped_fraction = kw["capped"]
     if capped_fraction > 0:
         logger.warning(
-            "%.3g of the replicates reached the ceiling %s; statistics from step %d on are bounds",
-            capped_fraction, ceiling, int(np.argmax(summary.capped_at > 0)),
+            "%.3g%% of the replicates reached the ceiling %s; statistics from step %d on are "
+            "bounds", 100 * capped_fraction, ceiling, int(np.argmax(summary.capped_at > 0)),
         )
     return SimulationResult(
         model=model, n_runs=n_runs, seed=seed, level=level, ceiling=ceiling,
@@ -639,7 +639,10 @@ def simulate(
     cohorts : bool, keyword-only
         Track how many candidates descend from the error made at each step, and the
         divergence-depth law of a uniformly chosen output (cost :math:`O(T^2)` per
-        replicate; ``T <= 2000``).
+        replicate; ``T <= 2000``).  Cohort tracking draws the immigrants and the offspring of
+        each cohort separately instead of as one total per step, so for the same ``rng`` the
+        replicates differ from those of ``cohorts=False``; they have the same law, and every
+        statistic agrees within its Monte Carlo error.
     keep_paths : bool, keyword-only
         Also return the raw paths :math:`Z_t` (``n_runs * (T + 1) <= 1e8``).
     threads : int, optional, keyword-only
@@ -702,6 +705,11 @@ def simulate(
         raise ValueError(
             f"K must be an integer in [1, {MAX_CEILING // M - 1}] for exact pruning at M={M} "
             f"(M * (K + 1) <= 2**50), got {model.K}; use K=None for an unbounded list"
+        )
+    if T + 1 > _MAX_CHUNK_ENTRIES:
+        raise ValueError(
+            f"T must be at most {_MAX_CHUNK_ENTRIES - 1} (a chunk buffers chunk_size * (T + 1) "
+            f"<= 2**25 path entries, and chunk_size >= 1), got {T}"
         )
     if chunk_size * (T + 1) > _MAX_CHUNK_ENTRIES:
         raise ValueError(

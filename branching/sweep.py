@@ -35,14 +35,16 @@ Dask client is passed.
 
 Resumable store
 ---------------
-With ``store=DIR`` every finished chunk of grid points is written atomically (a temporary
-file, then :func:`os.replace`) as ``chunk-<index>-<hash>.json``, where the hash covers the
-chunk's grid points, the task, ``n_runs``, the seed and the chunk index.  ``manifest.json``
-records the sweep's configuration; a re-run with the same configuration loads the finished
-chunks and computes only the others, while a different configuration is refused.  An
-interruption (Ctrl-C, a killed worker) loses no finished chunk.  Floats are stored with
-:func:`repr`, which round-trips exactly, so a resumed table is bit-identical to an
-uninterrupted one.
+With ``store=DIR`` every finished chunk of grid points is written atomically as
+``chunk-<index>-<hash>.json`` through :class:`branching.store.Store`, where the hash covers
+the chunk's grid points, the task, ``n_runs``, the seed and the chunk index, and the file
+carries a SHA-256 digest of its content.  ``manifest.json`` records the sweep's
+configuration; a re-run with the same configuration loads the finished chunks and computes
+only the others, while a different configuration (or a damaged manifest) is refused with a
+message naming the manifest.  A chunk file that is unreadable or whose content no longer
+matches its digest is reported (a logged warning naming it) and recomputed.  An interruption
+(Ctrl-C, a killed worker) loses no finished chunk.  Floats are stored with :func:`repr`,
+which round-trips exactly, so a resumed table is bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -57,7 +59,6 @@ import math
 import multiprocessing
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -69,6 +70,7 @@ from . import _validate as check
 from .cpus import available_cpus
 from .model import ListDecoderModel
 from .seeding import SeedRecord, seed_sequence
+from .store import Store
 
 __all__ = [
     "PARAMETERS",
@@ -84,8 +86,7 @@ logger = logging.getLogger(__name__)
 #: Grid parameters, in the order used for table columns.
 PARAMETERS = ("M", "eps", "r0", "T", "K", "delta", "eps_oracle", "law", "dispersion")
 
-_FORMAT = 1
-_MANIFEST = "manifest.json"
+_FORMAT = 2
 
 
 # --------------------------------------------------------------------------- grid
@@ -556,70 +557,35 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class _Store:
-    """The resumable on-disk store of one sweep."""
+    """The resumable on-disk store of one sweep: one verified JSON entry per chunk."""
 
     def __init__(self, directory, config: dict):
-        self.dir = Path(directory)
-        if self.dir.exists() and not self.dir.is_dir():
-            raise ValueError(f"store must be a directory, got the file {str(self.dir)!r}")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        manifest = self.dir / _MANIFEST
-        if manifest.exists():
-            with open(manifest) as handle:
-                stored = json.load(handle)
-            if stored != config:
-                differ = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-                raise ValueError(
-                    f"the store {str(self.dir)!r} holds a sweep with a different configuration "
-                    f"(differs in: {', '.join(differ)}); use another directory or the same settings"
-                )
-        else:
-            _write_atomic(manifest, config)
+        self.entries = Store(directory, config)
+        self.dir = self.entries.dir
 
     @staticmethod
     def stored_seed(directory) -> dict | None:
-        manifest = Path(directory) / _MANIFEST
-        if not manifest.exists():
-            return None
-        with open(manifest) as handle:
-            return json.load(handle).get("seed")
-
-    def path(self, chunk: int, key: str) -> Path:
-        return self.dir / f"chunk-{chunk:06d}-{key}.json"
+        config = Store.read_manifest(directory)
+        return None if config is None else config.get("seed")
 
     def load(self, chunk: int, key: str, indices: list[int]) -> list[dict] | None:
-        path = self.path(chunk, key)
-        if not path.exists():
+        name = f"chunk-{chunk:06d}-{key}"
+        payload = self.entries.get_json(name)
+        if payload is None:
             return None
         try:
-            with open(path) as handle:
-                payload = json.load(handle)
             if payload["key"] != key or payload["indices"] != indices:
-                raise ValueError("contents do not match the file name")
+                raise ValueError("its contents belong to another chunk")
             return [{k: (float(v), float(e)) for k, (v, e) in r.items()} for r in payload["results"]]
         except (ValueError, KeyError, TypeError) as err:
-            logger.warning("recomputing unreadable chunk file %s (%s)", path, err)
+            logger.warning("recomputing chunk file %s: %s", self.entries.path(name, ".json"), err)
             return None
 
     def save(self, chunk: int, key: str, indices: list[int], results: list[dict]) -> None:
         payload = {"chunk": chunk, "key": key, "indices": indices,
                    "results": [{k: list(v) for k, v in r.items()} for r in results]}
-        _write_atomic(self.path(chunk, key), payload)
+        self.entries.put_json(f"chunk-{chunk:06d}-{key}", payload)
 
 
 # --------------------------------------------------------------------------- executors

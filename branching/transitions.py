@@ -212,6 +212,10 @@ def _logp_array(logp, layout: str, L: int) -> tuple[np.ndarray, int]:
     return arr, arr.shape[2] // 2
 
 
+#: Largest log-probability accepted above 0, for the round-off of sums of log-softmax values.
+LOGP_ROUNDOFF = 1e-6
+
+
 def _check_inputs(logp, grid, L, layout, log_grid):
     grid_arr = _grid(grid, log_grid=log_grid)
     K = grid_arr.size
@@ -224,6 +228,15 @@ def _check_inputs(logp, grid, L, layout, log_grid):
     if W < 2 * L - 1:
         raise ValueError(
             f"logp's band half-width W = {W} is too small for L = {L}: need W >= 2L-1 = {2 * L - 1}"
+        )
+    with np.errstate(invalid="ignore"):
+        positive = arr > LOGP_ROUNDOFF
+    if positive.any():
+        k, s, j = np.argwhere(positive)[0]
+        raise ValueError(
+            f"logp holds log-probabilities above 0 (beyond the round-off tolerance "
+            f"{LOGP_ROUNDOFF:g}): logp[{k}, {s}, {j}] = {arr[k, s, j]!r}; every entry must be "
+            "<= 0 (a probability is at most 1)"
         )
     centre = arr[:, :, W]
     if not np.all(np.isfinite(centre)):

@@ -1,10 +1,12 @@
-"""On-disk storage of scan results: content keys, atomic ``.npz`` files with JSON metadata.
+"""On-disk storage of scan results: content keys, atomic verified ``.npz`` files with JSON metadata.
 
 A scan is keyed by a SHA-256 hash of everything that determines its output -- model identity
 (name plus the size and modification time of the weight files, or a hash of the parameters of
 an in-memory model), prompt, grid, sample count, continuation length, end-of-sequence policy,
 window size, seed and the package version -- so a figure can be redrawn from the cache without
-loading the model, and a changed input never returns a stale result.
+loading the model, and a changed input never returns a stale result.  Files are written and
+verified by :mod:`branching.store` (atomic, normal permissions, SHA-256 content digest), so a
+damaged cache file is detected, reported with its path, and recomputed.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
+from branching.store import DamagedFileError, Store, write_npz
+from branching.store import read_npz as _read_npz
+
 __all__ = [
+    "DamagedFileError",
+    "PartStore",
     "cache_key",
     "cache_path",
     "file_identity",
@@ -30,9 +36,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-METADATA_KEY = "__metadata__"
-
 
 def package_version() -> str:
     """The installed version of ``llm-branching`` (``"unknown"`` when not installed)."""
@@ -111,76 +114,58 @@ def state_dict_digest(state_dict) -> str:
     return digest.hexdigest()
 
 
-def write_npz_atomic(path, arrays: dict, metadata: dict) -> Path:
-    """Write ``arrays`` and JSON ``metadata`` to ``path`` as one ``.npz``, atomically.
-
-    The file is written to a temporary name in the same directory and moved into place with
-    :func:`os.replace`, so a reader never sees a half-written file and an interrupted write
-    leaves no file behind.
-    """
-    path = Path(path)
-    if path.suffix != ".npz":
-        raise ValueError(f"path must end in '.npz', got {os.fspath(path)!r}")
-    if METADATA_KEY in arrays:
-        raise ValueError(f"arrays must not contain the reserved key {METADATA_KEY!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = dict(arrays)
-    payload[METADATA_KEY] = np.array(json.dumps(metadata, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz.part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    logger.debug("wrote %s", path)
-    return path
-
-
 class PartStore:
     """Finished pieces of one scan, so that an interrupted scan resumes where it stopped.
 
-    Each piece (a grid point's samples, a block of scores) is an ``.npz`` file in the
-    directory ``<cache_dir>/<kind>-<key>.parts``, written atomically when the piece is done.
-    Without a cache directory every method is a no-op.  :meth:`clear` removes the directory
-    once the whole scan is stored.
+    Each piece (a grid point's samples, a block of scores) is a verified ``.npz`` entry of a
+    :class:`branching.store.Store` in the directory ``<cache_dir>/<kind>-<key>.parts``,
+    written atomically when the piece is done.  A damaged piece is reported (a logged
+    warning naming its file) and treated as unfinished, so it is recomputed.  Without a
+    cache directory every method is a no-op.  :meth:`clear` removes the directory once the
+    whole scan is stored.
     """
 
     def __init__(self, cache_dir, kind: str, key: str | None):
-        self.directory = None if cache_dir is None else Path(cache_dir) / f"{kind}-{key[:24]}.parts"
+        self.store = None if cache_dir is None else Store(Path(cache_dir) / f"{kind}-{key[:24]}.parts")
+        self.directory = None if self.store is None else self.store.dir
 
     def get(self, name: str) -> dict | None:
-        """The arrays of piece ``name``, or ``None`` if it is not finished."""
-        if self.directory is None or not (self.directory / f"{name}.npz").is_file():
+        """The arrays of piece ``name``, or ``None`` if it is not finished (or damaged)."""
+        entry = None if self.store is None else self.store.get_npz(name)
+        if entry is None:
             return None
-        arrays, _ = read_npz(self.directory / f"{name}.npz")
         logger.debug("resumed piece %s from %s", name, self.directory)
-        return arrays
+        return entry[0]
 
     def put(self, name: str, arrays: dict) -> None:
         """Store piece ``name`` (atomically)."""
-        if self.directory is not None:
-            write_npz_atomic(self.directory / f"{name}.npz", arrays, {"piece": name})
+        if self.store is not None:
+            self.store.put_npz(name, arrays, {"piece": name})
 
     def clear(self) -> None:
         """Delete the pieces (after the complete result has been written)."""
-        if self.directory is not None and self.directory.is_dir():
-            for f in self.directory.glob("*.npz"):
-                f.unlink()
-            self.directory.rmdir()
+        if self.store is not None:
+            self.store.clear()
+
+
+def write_npz_atomic(path, arrays: dict, metadata: dict) -> Path:
+    """Write ``arrays`` and JSON ``metadata`` to ``path`` as one ``.npz``, atomically, with a
+    content digest (:func:`branching.store.write_npz`)."""
+    return write_npz(path, arrays, metadata)
 
 
 def read_npz(path) -> tuple[dict, dict]:
-    """Read a file written by :func:`write_npz_atomic`: ``(arrays, metadata)``."""
+    """Read and verify a file written by :func:`write_npz_atomic`: ``(arrays, metadata)``.
+
+    Raises
+    ------
+    branching.store.DamagedFileError
+        (a ValueError) The file is unreadable or its content does not match its digest;
+        the message names the file.
+    ValueError
+        There is no file at ``path``.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"path {os.fspath(path)!r} is not an existing file")
-    with np.load(path, allow_pickle=False) as data:
-        if METADATA_KEY not in data:
-            raise ValueError(f"path {os.fspath(path)!r} is not a scan file (no metadata)")
-        metadata = json.loads(str(data[METADATA_KEY]))
-        arrays = {k: data[k] for k in data.files if k != METADATA_KEY}
-    return arrays, metadata
+    return _read_npz(path)

@@ -228,8 +228,13 @@ def _cached(cache_dir, kind: str, parts: dict):
     key = cache.cache_key({"kind": kind, **parts})
     path = cache.cache_path(cache_dir, kind, key)
     if path.is_file():
+        try:
+            stored = ScanResult.load(path)
+        except cache.DamagedFileError as err:
+            logger.warning("recomputing %s", err)
+            return path, key, None
         logger.info("cache hit: %s", path)
-        return path, key, ScanResult.load(path)
+        return path, key, stored
     return path, key, None
 
 

@@ -6,7 +6,12 @@ import csv
 import math
 
 from ..simulate import DEFAULT_CEILING, simulate
+from ._budget import count
 from ._model_args import add_model_arguments, model_from_args
+from ._paths import check_output_file, check_plot_file
+
+#: Path entries buffered per chunk (``chunk_size * (T + 1)``), as in :func:`simulate`.
+_CHUNK_ENTRIES = 2**25
 
 
 def register(subparsers) -> None:
@@ -18,32 +23,46 @@ def register(subparsers) -> None:
             "Simulate the number Z_t of erroneous candidates of the list decoder and print "
             "E Z_T, P(Z_T = 0), the accuracy of a uniform final choice, the survival of the "
             "oracle path and the compute used, each with its Monte Carlo standard error. "
-            "--out writes the tidy per-step table (one row per statistic and step) as CSV."
+            "--out writes the tidy per-step table (one row per statistic and step) as CSV. "
+            "With --cohorts the immigrants and the offspring of each cohort are drawn "
+            "separately, so the same --seed gives other replicates than without it (the same "
+            "law: statistics agree within their standard errors)."
         ),
     )
     add_model_arguments(parser)
-    parser.add_argument("--runs", type=int, default=10_000, help="number of replicates")
+    parser.add_argument("--runs", type=count, default=10_000,
+                        help="number of replicates (e.g. 10000 or 1e6)")
     parser.add_argument("--seed", type=int, default=None,
                         help="integer seed (default: fresh entropy, printed)")
     parser.add_argument("--ceiling", type=float, default=float(DEFAULT_CEILING),
                         help="largest erroneous count simulated (runs above it are capped)")
     parser.add_argument("--threads", type=int, default=None, help="threads (default: all CPUs)")
-    parser.add_argument("--chunk-size", type=int, default=1024, help="replicates per chunk")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="replicates per chunk (default: 1024, fewer for long horizons)")
     parser.add_argument("--cohorts", action="store_true",
-                        help="also track cohorts and the divergence-depth law of the output")
+                        help="also track cohorts and the divergence-depth law of the output "
+                             "(other replicates for the same --seed, same law)")
     parser.add_argument("--out", default=None, metavar="TABLE.csv",
                         help="write the tidy per-step table to this CSV file")
     parser.add_argument("--plot", default=None, metavar="PLOT.png",
                         help="plot E Z_t with its standard error and the 10/50/90%% quantiles")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
     """Handler: build the model, simulate, print the summary, optionally write the table."""
+    if args.out is not None:
+        check_output_file("--out", args.out, suffixes=(".csv",))
+    if args.plot is not None:
+        check_plot_file("--plot", args.plot)
     model = model_from_args(args)
+    chunk_size = args.chunk_size
+    if chunk_size is None:
+        chunk_size = max(1, min(1024, _CHUNK_ENTRIES // (model.T + 1)))
     result = simulate(
         model, args.runs, rng=args.seed, ceiling=args.ceiling, cohorts=args.cohorts,
-        threads=args.threads, chunk_size=args.chunk_size,
+        threads=args.threads, chunk_size=chunk_size, progress=not args.no_progress,
     )
     seed = result.seed
     print(repr(model))

@@ -30,15 +30,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..sweep import PARAMETERS, Grid, run_sweep
+from ._budget import check_memory, count
+from ._paths import check_output_dir, check_output_file, check_plot_file
 
 _SETTINGS = ("task", "runs", "seed", "chunk_points", "store", "workers", "out", "plot", "statistic")
 _OPTIONAL = ("K", "eps_oracle", "dispersion")
+_INTEGER = ("M", "T", "K")
+#: Memory per grid point of a sweep and its table (measured peak ~4 kB, doubled for the table).
+_BYTES_PER_POINT = 8192
 
 
 def _number(text: str):
@@ -55,23 +61,72 @@ def _number(text: str):
         return text
 
 
+def _range(name: str, value: str) -> tuple[float, float, int] | None:
+    """``(start, stop, count)`` of a ``start:stop:count`` value (``None`` for other values)."""
+    if value.count(":") != 2:
+        return None
+    start, stop, count = value.split(":")
+    try:
+        start, stop, count = float(start), float(stop), int(count)
+    except ValueError:
+        raise ValueError(f"{name} range must be 'start:stop:count' with an integer count, "
+                         f"got {value!r}") from None
+    if count < 2 or not start < stop:
+        raise ValueError(f"{name} range needs start < stop and count >= 2, got {value!r}")
+    return start, stop, count
+
+
+def _length(name: str, value) -> int:
+    """How many values a flag or config value gives, without building them."""
+    if isinstance(value, list):
+        return len(value)
+    if not isinstance(value, str):
+        return 1
+    bounds = _range(name, value)
+    return bounds[2] if bounds is not None else len([v for v in value.split(",") if v.strip()])
+
+
 def parse_values(name: str, value):
-    """A flag or config value -> list of grid values (``a:b:n``, ``a,b,c``, scalar or list)."""
+    """A flag or config value -> list of grid values (``a:b:n``, ``a,b,c``, scalar or list).
+
+    A range of an integer parameter (``M``, ``T``, ``K``) must give whole numbers, which
+    become integers; otherwise the message says how to write it.
+    """
     if isinstance(value, list):
         return [_number(v) if isinstance(v, str) else v for v in value]
     if not isinstance(value, str):
         return [value]
-    if value.count(":") == 2:
-        start, stop, count = value.split(":")
-        try:
-            start, stop, count = float(start), float(stop), int(count)
-        except ValueError:
-            raise ValueError(f"{name} range must be 'start:stop:count' with an integer count, "
-                             f"got {value!r}") from None
-        if count < 2 or not start < stop:
-            raise ValueError(f"{name} range needs start < stop and count >= 2, got {value!r}")
-        return np.linspace(start, stop, count).tolist()
-    return [_number(v) for v in value.split(",") if v.strip()]
+    bounds = _range(name, value)
+    if bounds is None:
+        return [_number(v) for v in value.split(",") if v.strip()]
+    values = np.linspace(*bounds).tolist()
+    if name.lstrip("-") in _INTEGER:
+        rounded = [round(v) for v in values]
+        if any(abs(v - r) > 1e-9 * max(1.0, abs(v)) for v, r in zip(values, rounded)):
+            start, stop, count = bounds
+            hint = "list the values instead"
+            if float(start).is_integer() and float(stop).is_integer():
+                hint = (f"choose count with (stop - start) / (count - 1) whole, e.g. "
+                        f"'{start:g}:{stop:g}:{_whole_count(int(start), int(stop), count)}', or {hint}")
+            raise ValueError(
+                f"{name} range {value!r} gives values that are not whole numbers "
+                f"({_show_values(values)}); {name.lstrip('-')} is an integer: {hint}"
+            )
+        values = rounded
+    return values
+
+
+def _show_values(values: list) -> str:
+    shown = ", ".join(f"{v:g}" for v in values[:4])
+    return shown + (", ..." if len(values) > 4 else "")
+
+
+def _whole_count(start: int, stop: int, count: int) -> int:
+    """A count near ``count`` whose steps from ``start`` to ``stop`` are whole numbers."""
+    span = stop - start
+    near = sorted(range(max(1, count - 1 - 1000), min(span, count - 1 + 1000) + 1),
+                  key=lambda d: (abs(d + 1 - count), d + 1 < count))
+    return next((d + 1 for d in near if span % d == 0), 2)
 
 
 def _read_config(path: str) -> dict:
@@ -128,7 +183,8 @@ def register(subparsers) -> None:
     parser.add_argument("--config", default=None, help="TOML or JSON file with the grid and settings")
     parser.add_argument("--task", choices=("simulate", "exact"), default=None,
                         help="Monte Carlo (default) or exact statistics")
-    parser.add_argument("--runs", type=int, default=None, help="Monte Carlo runs per grid point")
+    parser.add_argument("--runs", type=count, default=None,
+                        help="Monte Carlo runs per grid point (e.g. 2000 or 1e4)")
     parser.add_argument("--seed", type=int, default=None,
                         help="root seed (default: fresh entropy, or the one stored in --store)")
     parser.add_argument("--chunk-points", type=int, default=None, help="grid points per chunk (default 1)")
@@ -144,24 +200,35 @@ def register(subparsers) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[Grid, dict]:
+    if args.grid_r0 is not None and args.grid_eps is not None:
+        raise ValueError(f"--r0 {args.grid_r0} and --eps {args.grid_eps} are alternatives "
+                         "(eps = r0 / M); give one of them")
     config = _read_config(args.config) if args.config else {}
-    axes = {}
-    for name, value in (config.get("grid") or {}).items():
-        axes[name] = parse_values(name, value)
+    raw = dict(config.get("grid") or {})
     zipped = config.get("zip") or []
     if isinstance(zipped, dict):
         zipped = [zipped]
-    zipped = [{name: parse_values(name, v) for name, v in group.items()} for group in zipped]
+    flags = {}
     for name in PARAMETERS:
         value = getattr(args, f"grid_{name}")
         if value is None:
             continue
-        axes[name] = parse_values("--" + name.replace("_", "-"), value)
+        flags[name] = value
+        raw.pop(name, None)
         other = {"eps": "r0", "r0": "eps"}.get(name)
         if other is not None:  # a flag for eps replaces r0 from the config, and vice versa
-            axes.pop(other, None)
+            raw.pop(other, None)
             zipped = [{k: v for k, v in g.items() if k != other} for g in zipped]
             zipped = [g for g in zipped if g]
+    flag_names = {name: "--" + name.replace("_", "-") for name in flags}
+    lengths = [_length(name, value) for name, value in raw.items()]
+    lengths += [_length(flag_names[name], value) for name, value in flags.items()]
+    lengths += [max((_length(name, v) for name, v in group.items()), default=1) for group in zipped]
+    n_points = math.prod(lengths)
+    check_memory(f"a sweep of {n_points} grid points", n_points * _BYTES_PER_POINT)
+    axes = {name: parse_values(name, value) for name, value in raw.items()}
+    axes.update({name: parse_values(flag_names[name], value) for name, value in flags.items()})
+    zipped = [{name: parse_values(name, v) for name, v in group.items()} for group in zipped]
     settings = {key: config.get(key) for key in _SETTINGS}
     for key in _SETTINGS:
         flag = getattr(args, key, None)
@@ -172,12 +239,29 @@ def _settings(args: argparse.Namespace) -> tuple[Grid, dict]:
         raise ValueError(f"task must be 'simulate' or 'exact', got {settings['task']!r}")
     if settings["task"] == "simulate" and settings["runs"] is None:
         raise ValueError("--runs is required for a Monte Carlo sweep (or use --task exact)")
+    for key, low in (("runs", 2), ("chunk_points", 1), ("workers", 1)):
+        value = settings[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < low):
+            raise ValueError(f"--{key.replace('_', '-')} must be an integer >= {low}, "
+                             f"got {value!r}")
     return Grid(axes, zipped=zipped), settings
 
 
-def _check_out(path: str) -> None:
-    if Path(path).suffix.lower() not in (".csv", ".parquet"):
-        raise ValueError(f"--out must end in .csv or .parquet, got {path!r}")
+def _check_paths(settings: dict) -> None:
+    """Refuse unusable --out, --plot and --store paths before any work starts."""
+    if settings["out"]:
+        check_output_file("--out", settings["out"], suffixes=(".csv", ".parquet"))
+        if Path(settings["out"]).suffix.lower() == ".parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise ValueError(f"--out {settings['out']!r}: writing parquet needs the pyarrow "
+                                 "package; install it or write .csv") from None
+    if settings["plot"]:
+        check_plot_file("--plot", settings["plot"])
+    if settings["store"]:
+        check_output_dir("--store", settings["store"])
 
 
 def _write_table(result, path: str) -> None:
@@ -228,13 +312,18 @@ def _plot(result, statistic: str, path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the sweep, print a summary, write the table and the plot; returns the exit code."""
     grid, settings = _settings(args)
-    if settings["out"]:
-        _check_out(settings["out"])
-    result = run_sweep(
-        grid, settings["task"], n_runs=settings["runs"], rng=settings["seed"],
-        workers=settings["workers"], store=settings["store"],
-        progress=not args.no_progress, chunk_points=settings["chunk_points"] or 1,
-    )
+    _check_paths(settings)
+    try:
+        result = run_sweep(
+            grid, settings["task"], n_runs=settings["runs"], rng=settings["seed"],
+            workers=settings["workers"], store=settings["store"], progress=not args.no_progress,
+            chunk_points=1 if settings["chunk_points"] is None else settings["chunk_points"],
+        )
+    except KeyboardInterrupt:
+        if settings["store"]:
+            raise KeyboardInterrupt(f"finished chunks are kept in {settings['store']!r}; "
+                                    "the same command resumes") from None
+        raise KeyboardInterrupt("nothing was stored (--store DIR makes a sweep resumable)") from None
     statistic = settings["statistic"] or ("accuracy" if "accuracy" in result.statistics
                                           else result.statistics[0])
     if statistic not in result.statistics:

@@ -29,6 +29,15 @@ _LABELS = {
 }
 
 
+#: The second-order survival expansion is printed only for 0 < R0 - 1 <= this value: its
+#: next term is of order (R0 - 1)**3, and beyond it the expansion leaves [0, 1].
+SECOND_ORDER_RANGE = 0.2
+
+
+def _valid_second_order(report) -> bool:
+    return report.r0 is not None and 0 < report.r0 - 1 <= SECOND_ORDER_RANGE
+
+
 def register(subparsers) -> None:
     """Add the ``threshold`` subcommand."""
     parser = subparsers.add_parser(
@@ -58,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     latex = _latex(report) if args.latex else None
     if args.format == "json":
         payload = report.to_dict()
+        if not _valid_second_order(report):
+            payload.pop("survival_second_order", None)
         if latex is not None:
             payload["latex"] = latex
         print(json.dumps(payload, indent=2))
@@ -83,10 +94,16 @@ def _text(report) -> str:
     width = max(len(label) for label in _LABELS.values())
     for name, label in _LABELS.items():
         value = getattr(report, name)
+        if name == "survival_second_order" and not _valid_second_order(report):
+            continue
         if value is not None:
             shown = f"{value:.10g}" if isinstance(value, float) else str(value)
             lines.append(f"  {label:<{width}}  {shown}")
     formulas = [(name, text) for name, text in report.formulas if name not in ("R0", "eps_c")]
+    if report.survival_second_order is not None and not _valid_second_order(report):
+        formulas = [(name, text) for name, text in formulas if name != "survival_second_order"]
+        lines.append(f"  (the 2nd-order survival expansion is omitted: it holds for "
+                     f"0 < R0 - 1 <= {SECOND_ORDER_RANGE}, here R0 - 1 = {report.r0 - 1:.6g})")
     if formulas:
         lines.append("formulas:")
         lines.extend(f"  {name} = {text}" for name, text in formulas)

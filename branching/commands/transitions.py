@@ -18,11 +18,22 @@ import numpy as np
 
 from .. import transitions as tr
 from ..theory_curve import theory_indicator
+from ._budget import announce, check_memory
+from ._paths import check_output_file, check_plot_file
+
+#: Rough cost of one grid point of the exact curve on one core (seconds, fitted to
+#: T = 100 and T = 1000 at M = 10): ``_SECONDS_LINEAR * T + _SECONDS_QUADRATIC * T**2``.
+_SECONDS_LINEAR, _SECONDS_QUADRATIC = 1.7e-3, 2.1e-6
+#: Peak memory per grid point and step (bytes), measured at T = 1000.
+_BYTES_PER_STEP = 4096
 
 
 def parse_grid(text: str) -> np.ndarray:
     """``"a:b:n"`` -> ``n`` evenly spaced values from ``a`` to ``b`` (``n >= 2``)."""
     parts = text.split(":")
+    if len(parts) == 3 and parts[2].strip().isdigit() and int(parts[2]) > 10**8:
+        raise ValueError(f"--r0 asks for {int(parts[2])} grid points; at most 10**8 are "
+                         f"supported (and far fewer finish in reasonable time), got {text!r}")
     if len(parts) != 3:
         raise ValueError(f"--r0 must be 'start:stop:count', got {text!r}")
     try:
@@ -63,7 +74,24 @@ def run(args: argparse.Namespace) -> int:
     """Compute, print and optionally write the curves; returns the exit code."""
     import pandas as pd
 
+    if args.out:
+        check_output_file("--out", args.out, suffixes=(".csv",))
+    if args.plot:
+        check_plot_file("--plot", args.plot)
+    if any(T < 1 for T in args.T):
+        raise ValueError(f"--T must be integers >= 1, got {args.T}")
     grid = parse_grid(args.r0)
+    if grid[-1] >= args.M:
+        raise ValueError(
+            f"--r0 {args.r0!r} reaches eps = r0 / M = {grid[-1] / args.M:g} at M = {args.M}; "
+            "at eps = 1 every token is eligible, the erroneous count grows deterministically "
+            "and the output law has no density in eps, so the curve is defined only for "
+            f"r0 < M = {args.M}"
+        )
+    check_memory(f"the curve at {grid.size} grid points and T = {max(args.T)}",
+                 grid.size * (max(args.T) + 1) * _BYTES_PER_STEP)
+    announce("transitions", grid.size * sum(_SECONDS_LINEAR * T + _SECONDS_QUADRATIC * T**2
+                                            for T in args.T))
     options = {"delta": args.delta} if args.delta else {}
     curves = [
         theory_indicator(args.M, T, grid, L=args.L, measures=args.measure, log_grid=args.log_grid, **options)

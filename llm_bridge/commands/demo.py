@@ -40,6 +40,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     """Run the demo; returns the exit code."""
     from branching import ListDecoderModel, exact, simulate, symbolic, theory_curve
+    from branching.commands._paths import check_output_dir
+
+    if not args.no_model:
+        check_output_dir("--out", args.out)
 
     M = SMOLLM2_VOCABULARY
     _section("1. The threshold, derived with sympy")

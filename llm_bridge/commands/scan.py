@@ -125,6 +125,9 @@ def parse_values(text: str) -> list:
     List entries that all parse as integers (or all as numbers) become numbers; otherwise
     they are kept as strings.
     """
+    if "," not in text and text.count(":") in (1, 2) and not re.fullmatch(r"\s*-?\d+:-?\d+(:-?\d+)?\s*", text):
+        raise ValueError(f"--values range must be A:B or A:B:STEP with integers "
+                         f"(e.g. 1:20:2), got {text!r}; write other values as a comma-separated list")
     if re.fullmatch(r"-?\d+:-?\d+(:-?\d+)?", text.strip()):
         a, b, *step = (int(x) for x in text.split(":"))
         step = step[0] if step else 1
@@ -179,16 +182,35 @@ def _prompt_for(lm, text: str, option: str):
 # ---------------------------------------------------------------------------- run
 def run(args) -> int:
     """Handler of ``llm-branching scan KIND``: run, write, print a summary."""
+    from branching.commands._paths import check_output_dir
+
     from llm_bridge import scans
 
+    check_output_dir("--out", args.out)
+    if args.cache_dir is not None:
+        check_output_dir("--cache-dir", args.cache_dir)
+    cache_dir = Path(args.out) / "cache" if args.cache_dir is None else args.cache_dir
+    try:
+        result = _scan(args, scans, cache_dir)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"finished grid points are kept in {str(cache_dir)!r}; "
+                                "the same command resumes") from None
+    paths = write_outputs(result, Path(args.out), L=args.L)
+    print(result)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _scan(args, scans, cache_dir):
+    """Parse the grid of ``args.kind``, load the model(s) and run the scan."""
     common = {
         "n_samples": args.samples, "n_tokens": args.tokens, "L_max": args.L, "eos": args.eos,
         "batch_size": args.batch_size, "rng": args.seed,
-        "cache_dir": Path(args.out) / "cache" if args.cache_dir is None else args.cache_dir,
+        "cache_dir": cache_dir,
         "progress": not args.no_progress,
     }
     if args.kind == "temperature":
-        lm = load_cli_model(args.model, args.dtype)
         if args.grid is not None:
             import numpy as np
 
@@ -196,8 +218,13 @@ def run(args) -> int:
             grid = np.linspace(lo, hi, n)
         else:
             grid = scans.log_temperature_grid(*parse_grid(args.log_grid, "--log-grid"))
+        lm = load_cli_model(args.model, args.dtype)
         result = scans.temperature_scan(lm, _prompt_for(lm, args.prompt, "--prompt"), grid, **common)
     elif args.kind == "prompt":
+        values = parse_values(args.values)
+        if len(values) < 2 * args.L:
+            raise ValueError(f"--values {args.values!r} gives {len(values)} value(s); a window "
+                             f"--L {args.L} needs at least {2 * args.L}")
         lm = load_cli_model(args.model, args.dtype)
         if "{}" not in args.template:
             raise ValueError(f"--template must contain a '{{}}' slot, got {args.template!r}")
@@ -206,13 +233,20 @@ def run(args) -> int:
             def template(value, _t=args.template):  # noqa: E306 - ids for a tokenizer-less model
                 return _token_ids(_t.format(value), "--template")
         result = scans.prompt_scan(
-            lm, template, parse_values(args.values), temperature=args.temperature, **common
+            lm, template, values, temperature=args.temperature, **common
         )
     else:
         first = args.checkpoints[0]
         positions = None
         if args.positions is not None:
-            positions = [float(x) for x in args.positions.split(",")]
+            try:
+                positions = [float(x) for x in args.positions.split(",")]
+            except ValueError:
+                raise ValueError(f"--positions must be comma-separated numbers (e.g. 0,100,200), "
+                                 f"got {args.positions!r}") from None
+            if len(positions) != len(args.checkpoints):
+                raise ValueError(f"--positions gives {len(positions)} positions for "
+                                 f"{len(args.checkpoints)} --checkpoints; give one per checkpoint")
 
         def loader(spec):
             return load_cli_model(spec, args.dtype)
@@ -224,11 +258,7 @@ def run(args) -> int:
             args.checkpoints, prompt, grid=positions, loader=loader,
             temperature=args.temperature, **common,
         )
-    paths = write_outputs(result, Path(args.out), L=args.L)
-    print(result)
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
+    return result
 
 
 def write_outputs(result, out: Path, *, L: int = 1) -> list[Path]:

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -299,16 +300,47 @@ def test_store_refuses_a_different_configuration(tmp_path):
         sweep(store=file)
 
 
-def test_an_unreadable_chunk_is_recomputed_with_a_warning(tmp_path, caplog):
+@pytest.mark.parametrize("damage", ["truncate", "edit", "other_chunk"])
+def test_a_damaged_chunk_is_recomputed_with_a_warning_naming_it(tmp_path, caplog, damage):
     reference = sweep(store=tmp_path)
-    victim = sorted(tmp_path.glob("chunk-*.json"))[3]
-    victim.write_text("{not json")
+    chunks = sorted(tmp_path.glob("chunk-*.json"))
+    victim = chunks[3]
+    text = victim.read_text()
+    if damage == "truncate":
+        victim.write_text(text[: len(text) // 2])
+    elif damage == "edit":  # still valid JSON in the right layout, but the numbers changed
+        envelope = json.loads(text)
+        for row in envelope["content"]["results"]:
+            for name in row:
+                row[name][0] += 1.0
+        victim.write_text(json.dumps(envelope))
+    else:  # a verified file, but the one of another chunk
+        victim.write_text(chunks[2].read_text())
     _STATE["calls"] = 0
-    with caplog.at_level("WARNING", logger="branching.sweep"):
+    with caplog.at_level("WARNING", logger="branching"):
         again = sweep(store=tmp_path)
     assert _STATE["calls"] == 1
-    assert "recomputing unreadable chunk file" in caplog.text
+    assert "recomputing" in caplog.text and str(victim) in caplog.text
     assert_same_table(reference, again)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2, 3]", '{"format": 1}'])
+def test_a_damaged_manifest_is_refused_with_its_path(tmp_path, content):
+    sweep(store=tmp_path)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(content)
+    with pytest.raises(ValueError, match=re.escape(repr(str(manifest)))):
+        sweep(store=tmp_path)
+
+
+def test_store_files_get_the_normal_permissions(tmp_path):
+    import stat
+
+    sweep(store=tmp_path)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in tmp_path.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
 
 
 # --------------------------------------------------------------------------- the table
@@ -439,7 +471,7 @@ def test_cli_sweep_from_a_config_file_and_resume(tmp_path, capsys, suffix):
     (["--M", 100, "--r0", "0.5,200", "--T", 5, "--runs", 10], "grid point 1"),
     (["--M", 100, "--r0", 0.5, "--T", 5], "--runs is required"),
     (["--M", 100, "--r0", "1:0:3", "--T", 5, "--runs", 10], "start < stop"),
-    (["--M", 100, "--r0", 0.5, "--T", 5, "--runs", 10, "--out", "t.txt"], "must end in .csv"),
+    (["--M", 100, "--r0", 0.5, "--T", 5, "--runs", 10, "--out", "t.txt"], "must end in one of .csv, .parquet"),
     (["--M", 100, "--r0", 0.5, "--T", 5, "--runs", 10, "--statistic", "nope"], "--statistic must be"),
     (["--config", "missing.toml"], "config file not found"),
 ])

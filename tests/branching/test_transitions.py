@@ -267,7 +267,7 @@ def test_estimator_matches_a_direct_per_sample_computation():
     rng = np.random.default_rng(12)
     K, S, L = 7, 9, 2
     W = 2 * L - 1
-    logp = rng.normal(-5, 2, size=(K, S, 2 * W + 1))
+    logp = np.minimum(rng.normal(-5, 2, size=(K, S, 2 * W + 1)), 0.0)  # log-probabilities
     grid = np.sort(rng.random(K))
     curves = tr.indicators(logp, grid, L=L)
     g = {"linear": lambda p: 2 * p - 1, "tv": lambda p: np.sign(2 * p - 1), "js": lambda p: 1 + np.log2(p)}
@@ -474,3 +474,15 @@ def test_unused_entries_may_be_nan():
     logp[:, :, 0] = np.nan  # d = -3 is never used by L = 1 windows (they need |d| <= 1)
     logp[:, :, 6] = np.nan
     assert np.all(np.isfinite(tr.indicator(logp, grid).value))
+
+
+def test_positive_log_probabilities_are_refused_beyond_round_off():
+    grid = np.linspace(0.0, 1.0, 4)
+    logp = np.full((4, 3, 3), -1.0)
+    logp[0, :, 0] = np.nan  # off the grid
+    logp[3, :, 2] = np.nan
+    logp[1, 2, 2] = tr.LOGP_ROUNDOFF / 2  # round-off: accepted
+    assert np.isfinite(tr.indicator(logp, grid).value).all()
+    logp[2, 1, 0] = 50.0
+    with pytest.raises(ValueError, match=r"above 0 .*logp\[2, 1, 0\] = .*50"):
+        tr.indicator(logp, grid)

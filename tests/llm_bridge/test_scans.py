@@ -647,7 +647,7 @@ def test_cache_key_is_exact_and_stable():
 
 def test_load_rejects_foreign_files(tmp_path):
     np.savez(tmp_path / "plain.npz", a=np.zeros(2))
-    with pytest.raises(ValueError, match="not a scan file"):
+    with pytest.raises(ValueError, match="not a file written by this package"):
         ScanResult.load(tmp_path / "plain.npz")
     with pytest.raises(ValueError, match="is not an existing file"):
         ScanResult.load(tmp_path / "missing.npz")
