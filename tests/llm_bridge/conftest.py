@@ -1,5 +1,7 @@
 """Fixtures shared by the tests of the torch side."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -16,3 +18,18 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deprecations raised inside transformers or torch by this package's calls are errors.
+
+    A library attributes its deprecation warning to the frame that called it (often inside
+    torch's module machinery), so the module filter of the pytest configuration cannot see
+    that the call came from ``llm_bridge``; every test of the torch side turns them into
+    errors instead.
+    """
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.filterwarnings("error::DeprecationWarning"))
+            item.add_marker(pytest.mark.filterwarnings("error::FutureWarning"))
