@@ -26,9 +26,11 @@ everything that determines it, and a repeated call returns it without touching t
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import numbers
 import os
+import string
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -38,6 +40,7 @@ from llm_bridge import cache, thermo
 from llm_bridge.scan_result import ScanResult
 
 __all__ = [
+    "check_template",
     "checkpoint_scan",
     "log_temperature_grid",
     "prompt_scan",
@@ -452,15 +455,55 @@ def _temperature_block(lm, prompt_ids, tokens, lengths, temps, own_t, eos, batch
 
 
 # ============================================================================ prompt slot
-def _render_template(template, value) -> object:
-    if callable(template):
-        return template(value)
+def check_template(template) -> str:
+    """Check that a prompt template is a string with exactly one ``{}`` slot.
+
+    Parameters
+    ----------
+    template : str
+        Text with one empty replacement field ``{}``; other braces are written ``{{`` and
+        ``}}``.
+
+    Returns
+    -------
+    str
+        ``template`` itself.
+
+    Raises
+    ------
+    ValueError
+        If ``template`` is not a string, has no slot, more than one slot, a named or
+        numbered slot, or unbalanced braces; the message gives the template and the count.
+
+    Examples
+    --------
+    >>> check_template("Is {} larger than 42?")
+    'Is {} larger than 42?'
+    >>> check_template("1 2 {} {}")
+    Traceback (most recent call last):
+    ...
+    ValueError: template must have exactly one '{}' slot, got 2 slots in '1 2 {} {}'
+    """
+    if not isinstance(template, str):
+        raise ValueError(f"template must be a string with one '{{}}' slot, got {template!r}")
     try:
-        return template.format(value)
-    except (KeyError, IndexError, ValueError):
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"template {template!r} is not a valid format string: {exc}") from None
+    if len(fields) != 1:
         raise ValueError(
-            f"template must have exactly one '{{}}' slot (double other braces), got {template!r}"
-        ) from None
+            f"template must have exactly one '{{}}' slot, got {len(fields)} slots in {template!r}"
+        )
+    if fields[0] != "":
+        raise ValueError(
+            f"template must have an empty '{{}}' slot, got '{{{fields[0]}}}' in {template!r} "
+            "(write other braces as '{{' and '}}')"
+        )
+    return template
+
+
+def _render_template(template, value) -> object:
+    return template(value) if callable(template) else template.format(value)
 
 
 def prompt_scan(
@@ -520,10 +563,7 @@ def prompt_scan(
     L_max = _validate.integer("L_max", L_max, low=1)
     temperature = _validate.real("temperature", temperature, low=0.0, low_open=True)
     if not callable(template):
-        if not isinstance(template, str) or "{}" not in template:
-            raise ValueError(
-                f"template must be a string with a '{{}}' slot or a callable, got {template!r}"
-            )
+        check_template(template)
     values = list(values)
     if values and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
         grid = validate_grid("values", values, L_max=L_max)
@@ -634,6 +674,63 @@ def _checkpoint_pair(item):
     )
 
 
+def _local_vocab_size(path: str) -> int | None:
+    """``vocab_size`` from the ``config.json`` of a local checkpoint directory, if any."""
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        return None
+    try:
+        with open(config_file) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    size = config.get("vocab_size", config.get("text_config", {}).get("vocab_size"))
+    return size if isinstance(size, int) else None
+
+
+def _precheck_checkpoints(items, labels) -> None:
+    """Refuse, before any model is loaded, what can be seen without loading one.
+
+    A path that does not exist; local directories whose ``config.json`` give different
+    vocabulary sizes; ``(name, state_dict)`` pairs whose parameter names or shapes differ
+    (a different vocabulary changes the embedding shapes).  Checkpoints known only to a
+    custom loader are checked when they are loaded.
+    """
+    from llm_bridge.models import _looks_like_path
+
+    vocab, shapes = None, None
+    for item, label in zip(items, labels):
+        if isinstance(item, (str, os.PathLike)):
+            path = os.path.expanduser(os.fspath(item))
+            if not os.path.exists(path):
+                if _looks_like_path(os.fspath(item)):
+                    raise ValueError(f"checkpoint {label!r} does not exist")
+                continue
+            size = _local_vocab_size(path) if os.path.isdir(path) else None
+            if size is None:
+                continue
+            if vocab is None:
+                vocab = (size, label)
+            elif size != vocab[0]:
+                raise ValueError(
+                    f"checkpoints must share one vocabulary: {label!r} has vocab_size {size}, "
+                    f"{vocab[1]!r} has {vocab[0]}"
+                )
+        else:
+            _, state = _checkpoint_pair(item)
+            here = {name: tuple(tensor.shape) for name, tensor in state.items()}
+            if shapes is None:
+                shapes = (here, label)
+                continue
+            for name in sorted(set(here) | set(shapes[0])):
+                if here.get(name) != shapes[0].get(name):
+                    raise ValueError(
+                        f"checkpoints must share one architecture and vocabulary: {name!r} is "
+                        f"{here.get(name, 'missing')} in {label!r} and "
+                        f"{shapes[0].get(name, 'missing')} in {shapes[1]!r}"
+                    )
+
+
 def _checkpoint_identity(item) -> dict:
     if isinstance(item, (str, os.PathLike)):
         identity = {"name": os.fspath(item)}
@@ -677,7 +774,8 @@ def checkpoint_scan(
         pairs (then pass ``loader=state_dict_loader(base)``).
     prompt : str or sequence of int
         The prompt, encoded once with the first checkpoint's tokenizer; every checkpoint must
-        share the vocabulary.
+        share the vocabulary.  Missing paths, and vocabularies that differ between local
+        directories or state dicts, are refused before the first model is loaded.
     grid : array_like, optional
         Strictly increasing positions of the checkpoints (e.g. training steps); default
         ``0, 1, ..., K-1``.
@@ -730,6 +828,7 @@ def checkpoint_scan(
     if isinstance(prompt, str) and not prompt:
         raise ValueError("prompt must be a non-empty string or token-id sequence, got ''")
     labels = tuple(_checkpoint_label(c) for c in items)
+    _precheck_checkpoints(items, labels)
     if loader is None:
         if not all(isinstance(c, (str, os.PathLike)) for c in items):
             raise ValueError(

@@ -199,9 +199,7 @@ def run(args) -> int:
         result = scans.temperature_scan(lm, _prompt_for(lm, args.prompt, "--prompt"), grid, **common)
     elif args.kind == "prompt":
         lm = load_cli_model(args.model, args.dtype)
-        if "{}" not in args.template:
-            raise ValueError(f"--template must contain a '{{}}' slot, got {args.template!r}")
-        template = args.template
+        template = scans.check_template(args.template)
         if lm.tokenizer is None:
             def template(value, _t=args.template):  # noqa: E306 - ids for a tokenizer-less model
                 return _token_ids(_t.format(value), "--template")

@@ -667,7 +667,10 @@ def test_invalid_scan_input(lm):
          r"n_tokens must be an integer"),
         (lambda: scans.temperature_scan(lm, PROMPT, grid, eos="maybe", **kw), r"eos must be one of"),
         (lambda: scans.temperature_scan(lm, PROMPT, grid, rng=-1, **kw), r"rng must be None"),
-        (lambda: scans.prompt_scan(lm, "no slot", [1, 2], **kw), r"template must be a string with"),
+        (lambda: scans.prompt_scan(lm, "no slot", [1, 2], **kw), r"exactly one '\{\}' slot, got 0"),
+        (lambda: scans.prompt_scan(lm, "{} and {}", [1, 2], **kw), r"got 2 slots"),
+        (lambda: scans.prompt_scan(lm, "{x}", [1, 2], **kw), r"an empty '\{\}' slot"),
+        (lambda: scans.prompt_scan(lm, "{", [1, 2], **kw), r"not a valid format string"),
         (lambda: scans.prompt_scan(lm, varying_prompt, [2, 1], **kw), r"values must be strictly"),
         (lambda: scans.prompt_scan(lm, lambda v: [], [1, 2], **kw), r"prompt for value 1 must contain"),
         (lambda: scans.prompt_scan(lm, varying_prompt, [1, 2], temperature=0.0, **kw),
@@ -703,7 +706,7 @@ def test_sequences_longer_than_the_context_are_refused():
 
 def test_unknown_model_path_is_refused(tmp_path):
     missing = str(tmp_path / "no-such-model")
-    with pytest.raises(ValueError, match="name_or_path"):
+    with pytest.raises(ValueError, match="no-such-model' does not exist"):
         scans.checkpoint_scan([missing, missing], PROMPT, n_samples=2, n_tokens=2, progress=False)
 
 
@@ -751,3 +754,31 @@ def test_default_model_temperature_scan_end_to_end(default_model, tmp_path):
     assert back == res
     path = res.save(tmp_path / "again.npz")
     assert ScanResult.load(path) == res
+
+
+# ============================================================================ checked up front
+def recording_loader(calls):
+    def load(item):
+        calls.append(item)
+        raise AssertionError("a checkpoint was loaded before the checkpoints were checked")
+
+    return load
+
+
+def test_checkpoint_problems_are_found_before_any_model_is_loaded(tmp_path):
+    kw = dict(n_samples=2, n_tokens=2, progress=False)
+    calls = []
+    for vocab, name in ((V, "a"), (V + 1, "b")):
+        tiny_model(vocab, seed=0).model.save_pretrained(tmp_path / name)
+    cases = [
+        ([str(tmp_path / "a"), str(tmp_path / "missing")], r"'.*missing' does not exist"),
+        ([str(tmp_path / "a"), str(tmp_path / "a"), str(tmp_path / "b")],
+         r"share one vocabulary: '.*b' has vocab_size 6, '.*a' has 5"),
+        ([("s1", tiny(1).model.state_dict()),
+          ("s2", tiny_model(V + 1, seed=2, eos_token_id=EOS).model.state_dict())],
+         r"'lm_head.bias' is \(6,\) in 's2' and \(5,\) in 's1'"),
+    ]
+    for checkpoints, message in cases:
+        with pytest.raises(ValueError, match=message):
+            scans.checkpoint_scan(checkpoints, PROMPT, loader=recording_loader(calls), **kw)
+    assert calls == []
