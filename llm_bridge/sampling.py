@@ -334,12 +334,16 @@ def _apply_policy(logits: torch.Tensor, eos: str, eos_token_id: int | None) -> t
     return logits
 
 
-def _log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``log softmax(logits / temperature)`` over the last axis, refusing an overflow."""
+def _log_softmax(logits: torch.Tensor, temperature, shown: float | None = None) -> torch.Tensor:
+    """``log softmax(logits / temperature)`` over the last axis, refusing an overflow.
+
+    ``temperature`` is a number or a tensor broadcasting against ``logits`` (one
+    temperature per row); ``shown`` is the temperature named in the error message
+    (default ``temperature``)."""
     scaled = logits / temperature
     if not bool(torch.isfinite(scaled.amax(dim=-1)).all()):
         raise ValueError(
-            f"temperature {temperature!r} is too small for these logits: logits / temperature "
+            f"temperature {temperature if shown is None else shown!r} is too small for these logits: logits / temperature "
             f"overflows {str(logits.dtype).removeprefix('torch.')}"
         )
     return torch.log_softmax(scaled, dim=-1)
@@ -452,24 +456,10 @@ def sample(
     eos = _eos_policy(lm, eos)
     batch_size = check.integer("batch_size", batch_size, low=1)
     _check_context(lm, len(prompt), n_tokens)
-    seed = _seed_sequence(rng)
-    uniforms = 1.0 - np.random.default_rng(seed).random((n_samples, n_tokens))
-
-    tokens = np.empty((n_samples, n_tokens), dtype=np.int64)
-    lengths = np.empty(n_samples, dtype=np.int64)
-    logp = np.empty(n_samples, dtype=np.float64)
-    with torch.no_grad():
-        prompt_cache, first_logits = _prefill(lm, prompt)
-        for start in range(0, n_samples, batch_size):
-            stop = min(start + batch_size, n_samples)
-            u = torch.as_tensor(uniforms[start:stop], device=lm.device)
-            batch_tokens, batch_lengths, batch_logp = _sample_batch(
-                lm, prompt_cache, first_logits, u, temperature, eos
-            )
-            tokens[start:stop] = batch_tokens
-            lengths[start:stop] = batch_lengths
-            logp[start:stop] = batch_logp
-            logger.debug("sampled continuations %d-%d of %d", start, stop, n_samples)
+    seed, uniforms = _uniforms(rng, n_samples, n_tokens)
+    tokens, lengths, logp = _draw(
+        lm, prompt, uniforms, np.full(n_samples, temperature), eos, batch_size
+    )
     return Samples(
         tokens=tokens,
         lengths=lengths,
@@ -482,7 +472,40 @@ def sample(
     )
 
 
-def _sample_batch(lm, prompt_cache, first_logits, u, temperature, eos):
+def _uniforms(rng, n_samples: int, n_tokens: int):
+    """The seed of a draw and its ``(S, N)`` uniforms in (0, 1]."""
+    seed = _seed_sequence(rng)
+    return seed, 1.0 - np.random.default_rng(seed).random((n_samples, n_tokens))
+
+
+def _draw(lm, prompt, uniforms, temperatures, eos, batch_size):
+    """Ancestral draws after one prompt: row ``s`` uses ``uniforms[s]`` at
+    ``temperatures[s]``; rows are decoded ``batch_size`` at a time.
+
+    Rows at different temperatures can share a batch (a temperature scan packs several grid
+    points into one forward pass); row ``s`` is the same draw whatever its batch.
+    Returns ``tokens`` (int64 [S, N]), ``lengths`` (int64 [S]), ``logp`` (float64 [S]).
+    """
+    n_samples, n_tokens = uniforms.shape
+    tokens = np.empty((n_samples, n_tokens), dtype=np.int64)
+    lengths = np.empty(n_samples, dtype=np.int64)
+    logp = np.empty(n_samples, dtype=np.float64)
+    with torch.no_grad():
+        prompt_cache, first_logits = _prefill(lm, prompt)
+        for start in range(0, n_samples, batch_size):
+            stop = min(start + batch_size, n_samples)
+            u = torch.as_tensor(uniforms[start:stop], device=lm.device)
+            t = torch.as_tensor(
+                temperatures[start:stop, None], dtype=first_logits.dtype, device=lm.device
+            )
+            tokens[start:stop], lengths[start:stop], logp[start:stop] = _sample_batch(
+                lm, prompt_cache, first_logits, u, t, eos, float(temperatures[start:stop].min())
+            )
+            logger.debug("sampled continuations %d-%d of %d", start, stop, n_samples)
+    return tokens, lengths, logp
+
+
+def _sample_batch(lm, prompt_cache, first_logits, u, temperature, eos, coldest):
     batch, n_tokens = u.shape
     eos_id = lm.eos_token_id
     pad = eos_id if eos == "stop" else 0
@@ -493,7 +516,7 @@ def _sample_batch(lm, prompt_cache, first_logits, u, temperature, eos):
     logp = torch.zeros(batch, dtype=torch.float64, device=lm.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=lm.device)
     for i in range(n_tokens):
-        logq = _log_softmax(_apply_policy(logits, eos, eos_id), temperature)
+        logq = _log_softmax(_apply_policy(logits, eos, eos_id), temperature, coldest)
         token = _inverse_cdf(logq, u[:, i])
         step_logp = logq.gather(1, token[:, None]).squeeze(1).to(torch.float64)
         if eos == "stop":

@@ -330,12 +330,14 @@ def temperature_scan(
         End-of-sequence policy shared by sampling and scoring (see
         :func:`llm_bridge.sampling.sample`).
     batch_size : int
-        Sequences per forward pass.
+        Sequences per forward pass.  With ``batch_size >= 2 * n_samples`` the samples of
+        ``batch_size // n_samples`` grid points share each forward pass (see Notes).
     rng : None, int, SeedSequence or Generator
         Seed; grid point ``k`` uses the ``k``-th child of one root sequence.
     cache_dir : path, optional
         Store the result there and return a stored result without running the model.  Every
-        finished grid point is stored too, so a re-run after an interruption resumes.
+        finished group of grid points is stored too, so a re-run after an interruption
+        resumes.
     progress : bool
         Show a progress bar.
 
@@ -352,6 +354,13 @@ def temperature_scan(
     the score :math:`T_k^{-2}\\sum_i(\\mathbb E_{q_{T_k,i}}[z_i] - z_{i,x_i})` and the
     conditional Fisher term :math:`T_k^{-4}\\sum_i\\operatorname{Var}_{q_{T_k,i}}(z_i)`
     (derivations in :mod:`llm_bridge.thermo`).  All in float64.
+
+    Few samples per grid point would leave the forward passes small, so the samples of
+    several grid points are decoded and teacher-forced together, each row at its own
+    temperature.  Every row draws from the uniforms of its own grid point's generator, so
+    the result does not depend on ``batch_size`` (bit-identical on the tiny test models;
+    a real model's batched matrix products may round differently with the batch shape,
+    which can move a float32 logit by one unit in the last place).
 
     Examples
     --------
@@ -384,62 +393,59 @@ def temperature_scan(
     if hit is not None:
         return hit
 
-    from llm_bridge import sampling
-
     K, W = len(grid), 2 * L_max - 1
-    logp = np.full((K, n_samples, 2 * W + 1), np.nan)
-    tokens = np.zeros((K, n_samples, n_tokens), dtype=np.int64)
-    lengths = np.zeros((K, n_samples), dtype=np.int64)
-    energy, score, cond = (np.zeros((K, n_samples)) for _ in range(3))
-    gens = _grid_generators(root, K)
     parts = cache.PartStore(cache_dir, "temperature", key)
+    gens = _grid_generators(root, K)
+    pieces = {k: parts.get(f"point{k}") for k in range(K)}
+    todo = [k for k in range(K) if pieces[k] is None]
+    per_pass = max(1, batch_size // n_samples)
     with _progress(K, progress, "temperature scan") as bar:
-        for k in range(K):
-            piece = parts.get(f"point{k}")
-            if piece is None:
-                drawn = sampling.sample(
-                    lm, prompt_ids, n_samples, n_tokens, temperature=float(grid[k]), eos=eos,
-                    batch_size=batch_size, rng=gens[k],
-                )
-                tok, length = _as_int_arrays(drawn)
-                lo, hi = max(0, k - W), min(K, k + W + 1)
-                temps = [float(t) for t in grid[lo:hi]] + [1.0]
-                lp, sc, cv = _temperature_block(
-                    lm, prompt_ids, tok, length, temps, float(grid[k]), eos, batch_size
-                )
-                row = np.full((n_samples, 2 * W + 1), np.nan)
-                row[:, W + (lo - k):W + (hi - k)] = lp[:, :-1]
-                _check_finite_self(row[:, W], f"temperature T={grid[k]:g}")
-                piece = {"tokens": tok, "lengths": length, "logp": row, "energy": -lp[:, -1],
-                         "score": sc, "cond": cv}
+        bar.update(K - len(todo))
+        for start in range(0, len(todo), per_pass):
+            group = todo[start:start + per_pass]
+            done = _temperature_points(
+                lm, prompt_ids, grid, group, [gens[k] for k in group], W, n_samples, n_tokens,
+                eos, batch_size,
+            )
+            for k, piece in zip(group, done):
                 parts.put(f"point{k}", piece)
-            tokens[k], lengths[k], logp[k] = piece["tokens"], piece["lengths"], piece["logp"]
-            energy[k], score[k], cond[k] = piece["energy"], piece["score"], piece["cond"]
-            bar.update()
+                pieces[k] = piece
+                bar.update()
+    stacked = {name: np.stack([pieces[k][name] for k in range(K)]) for name in pieces[0]}
     result = ScanResult(
-        kind="temperature", grid=grid, logp=logp, tokens=tokens, lengths=lengths,
-        prompt_ids=(prompt_ids,) * K, labels=tuple(f"{t:.6g}" for t in grid),
-        model_name=str(lm.name), params=params, seed=seed,
-        energy=energy, dlogp_dT=score, conditional_fisher=cond,
+        kind="temperature", grid=grid, logp=stacked["logp"], tokens=stacked["tokens"],
+        lengths=stacked["lengths"], prompt_ids=(prompt_ids,) * K,
+        labels=tuple(f"{t:.6g}" for t in grid), model_name=str(lm.name), params=params,
+        seed=seed, energy=stacked["energy"], dlogp_dT=stacked["score"],
+        conditional_fisher=stacked["cond"],
     )
     return _store(result, path, key, parts)
 
 
-def _temperature_block(lm, prompt_ids, tokens, lengths, temps, own_t, eos, batch_size):
-    """Per-sample log-probabilities at ``temps``, score and Fisher term at ``own_t``.
+def _temperature_points(lm, prompt_ids, grid, group, gens, W, n_samples, n_tokens, eos,
+                        batch_size) -> list[dict]:
+    """Samples and scores of the grid points ``group``, packed into shared forward passes.
 
-    The logits of each sample are computed once (teacher forcing) and rescaled for every
-    temperature; samples go through in batches that bound the float64 ``B x N x V`` memory.
+    The samples of all points in ``group`` are decoded together (each row at its own
+    temperature, from the uniforms of its own point's generator, so a row is the same draw
+    whatever the packing), then teacher-forced together; the logits of each row are rescaled
+    to the temperatures of its point's window and to :math:`T = 1`.  Score and Fisher term
+    are taken at the row's own temperature.  One dict of arrays per point of ``group``.
     """
     import torch
 
     from llm_bridge import sampling
 
-    n, n_tok = tokens.shape
-    rows = max(1, min(batch_size, _LOGITS_BLOCK // max(1, n_tok * lm.vocab_size)))
-    lp = np.empty((n, len(temps)))
-    score = np.empty(n)
-    cond = np.empty(n)
+    K, S = len(grid), n_samples
+    uniforms = np.concatenate([sampling._uniforms(g, S, n_tokens)[1] for g in gens])
+    own = np.repeat(grid[group], S)
+    tokens, lengths, _ = sampling._draw(
+        lm, tuple(int(i) for i in prompt_ids), uniforms, own, eos, batch_size
+    )
+    point = np.repeat(np.arange(len(group)), S)
+    logp = np.full((len(tokens), 2 * W + 1), np.nan)
+    energy, score, cond = (np.empty(len(tokens)) for _ in range(3))
+    rows = max(1, min(batch_size, _LOGITS_BLOCK // max(1, n_tokens * lm.vocab_size)))
     batches = sampling.iter_output_logits(
         lm, prompt_ids, tokens, lengths, eos=eos, batch_size=rows
     )
@@ -447,11 +453,26 @@ def _temperature_block(lm, prompt_ids, tokens, lengths, temps, own_t, eos, batch
         for index, logits in batches:
             tok = torch.as_tensor(tokens[index], device=logits.device)
             length = torch.as_tensor(lengths[index], device=logits.device)
-            mask = torch.arange(n_tok, device=logits.device)[None, :] < length[:, None]
-            lp[index] = thermo.sequence_log_probs(logits, tok, mask, temps).cpu().numpy()
-            s, c = thermo.temperature_score(logits, tok, mask, own_t)
-            score[index], cond[index] = s.cpu().numpy(), c.cpu().numpy()
-    return lp, score, cond
+            mask = torch.arange(n_tokens, device=logits.device)[None, :] < length[:, None]
+            for g in np.unique(point[index]):
+                sel = np.flatnonzero(point[index] == g)
+                at = torch.as_tensor(sel, device=logits.device)
+                k = group[g]
+                lo, hi = max(0, k - W), min(K, k + W + 1)
+                temps = [float(t) for t in grid[lo:hi]] + [1.0]
+                z, x, m = logits[at], tok[at], mask[at]
+                lp = thermo.sequence_log_probs(z, x, m, temps).cpu().numpy()
+                s, c = thermo.temperature_score(z, x, m, float(grid[k]))
+                out = index[sel]
+                logp[out, W + (lo - k):W + (hi - k)] = lp[:, :-1]
+                energy[out], score[out], cond[out] = -lp[:, -1], s.cpu().numpy(), c.cpu().numpy()
+    pieces = []
+    for g, k in enumerate(group):
+        r = slice(g * S, (g + 1) * S)
+        _check_finite_self(logp[r, W], f"temperature T={grid[k]:g}")
+        pieces.append({"tokens": tokens[r], "lengths": lengths[r], "logp": logp[r],
+                       "energy": energy[r], "score": score[r], "cond": cond[r]})
+    return pieces
 
 
 # ============================================================================ prompt slot

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import socket
+
 import pytest
 import torch
 
@@ -18,6 +20,24 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def real_lm():
+    """The bundled default model, loaded once per test process with the network refused.
+
+    The converted weights come from the per-user GGUF cache, so every process after the
+    first loads in seconds.
+    """
+    from llm_bridge.models import load_model
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted while loading the default model")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", refuse)
+        patch.setattr(socket, "create_connection", refuse)
+        return load_model(device="cpu")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -420,19 +420,6 @@ def test_score_rejects_bad_input(lm64, args, kwargs, match):
 # the real default model (one load for the whole module)
 
 
-@pytest.fixture(scope="module")
-def real_lm():
-    from llm_bridge.models import load_model
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted while loading the default model")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", refuse)
-        patch.setattr(socket, "create_connection", refuse)
-        return load_model(device="cpu")
-
-
 @pytest.mark.slow
 def test_real_model_samples_and_scores_consistently(real_lm):
     lm = real_lm
