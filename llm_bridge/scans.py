@@ -303,7 +303,7 @@ def temperature_scan(
     n_tokens: int,
     L_max: int = 1,
     eos: str = "stop",
-    batch_size: int = 64,
+    batch_size: int = 256,
     rng=None,
     cache_dir=None,
     progress: bool = True,
