@@ -241,6 +241,10 @@ def main(argv=None) -> int:
     parser.add_argument("--window", type=int, default=2, help="window L")
     parser.add_argument("--only-scan", action="store_true",
                         help="run section 4 (scan against the original scheme) only")
+    parser.add_argument("--scan-grid", type=int, default=12,
+                        help="section 4: temperatures K")
+    parser.add_argument("--scan-samples", type=int, default=48,
+                        help="section 4: samples per temperature S")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for the model and the matmul (default: torch's)")
     args = parser.parse_args(argv)
@@ -252,7 +256,7 @@ def main(argv=None) -> int:
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs), "
           f"{threads} torch threads")
     if args.only_scan:
-        compare_scan()
+        compare_scan(args.scan_grid, args.scan_samples)
         print(f"\nload average at end: {os.getloadavg()[0]:.2f}; "
               f"total time {time.perf_counter() - start:.0f} s")
         return 0
@@ -313,7 +317,7 @@ def main(argv=None) -> int:
     print(f"  original scheme, K*S*(4L-1)*sum_(i<N)(P+i):  {original:>13,d}")
     print(f"  ratio original / this package (counted):     {original / ours_counted:>13.1f}x "
           f"(target >= 10x)")
-    compare_scan()
+    compare_scan(args.scan_grid, args.scan_samples)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}; "
           f"total time {time.perf_counter() - start:.0f} s")
     return 0
