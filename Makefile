@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Two pytest workers (pytest-xdist); each test file runs on one worker, so module-scoped
+# fixtures are built once.  The real-model tests still run: each worker loads the default
+# model from the per-user cache of converted GGUF weights (converted once, under a lock).
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/llm-branching demo

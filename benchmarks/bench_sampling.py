@@ -25,7 +25,28 @@ Prints, in one run on the bundled SmolLM2-135M-Instruct (float32, CPU unless CUD
    output position a full uncached forward over prompt + prefix:
    K*S*(4L-1)*sum_{i<N}(P+i)).
 
-Run: ``python benchmarks/bench_sampling.py`` (two to three minutes on two idle CPU cores).
+4. one temperature scan (12 log-spaced temperatures from 0.3 to 3, 48 samples, 8 tokens,
+   window L = 1, so three temperatures per sample) run twice in the same process, model
+   load included in both times:
+
+   * this package: load the default model (from the per-user cache of converted GGUF
+     weights when present) and run :func:`llm_bridge.scans.temperature_scan`, which packs
+     several temperatures into each forward pass and scores every temperature from one
+     teacher-forced pass per sample;
+   * the original authors' scheme, written here from its description: load the model from
+     the GGUF file, draw the samples of each temperature with transformers' ``generate``
+     (full softmax: ``top_k=0``, ``top_p=1``), then re-score each sample at every
+     neighbouring temperature with one uncached forward pass per output position
+     (the logits of the last position only), summing ``log softmax(z / T')`` at the
+     sampled tokens.
+
+   Both sample EOS as an ordinary token (``eos="none"``), so they draw from the same law;
+   the baseline's own-temperature scores are checked against ``score`` to make sure the two
+   compute the same quantity.  The ratio of the two wall-clock times is printed; on a
+   shared machine the absolute times mostly measure the competition, the ratio much less.
+
+Run: ``python benchmarks/bench_sampling.py`` (sections 1-3: two to three minutes on two idle
+CPU cores; section 4: about ten more), ``--only-scan`` for section 4 alone.
 """
 
 from __future__ import annotations
@@ -37,10 +58,12 @@ import time
 import numpy as np
 import torch
 
+from llm_bridge import gguf_cache, models, scans
 from llm_bridge.models import load_model
 from llm_bridge.sampling import sample, score
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+SCAN_PROMPT = "Write one sentence about the sea."
 
 
 class Clock:
@@ -125,6 +148,86 @@ def throughput(lm, prompt, counter, batch_size, score_batch_size, n_tokens, repe
     return best
 
 
+def original_scheme_scan(grid, n_samples, n_tokens, seed):
+    """The authors' scheme (see the module docstring): ``(load seconds, logp, tokens, lm)``,
+    ``logp[k, s, 1 + d]`` the log-probability of sample ``s`` of temperature ``k`` at
+    temperature ``k + d``, ``d`` in -1, 0, 1."""
+    from transformers import GenerationConfig
+
+    clock = Clock()
+    lm = load_model(cache_dir=False)
+    loaded, _ = clock.elapsed()
+    prompt = torch.tensor([lm.encode(SCAN_PROMPT)])
+    width = prompt.shape[1]
+    repeated = prompt.expand(n_samples, -1)
+    K = len(grid)
+    logp = np.full((K, n_samples, 3), np.nan)
+    tokens = np.empty((K, n_samples, n_tokens), dtype=np.int64)
+    rows = torch.arange(n_samples)
+    torch.manual_seed(seed)  # generate draws from torch's global generator
+    with torch.no_grad():
+        for k, temperature in enumerate(grid):
+            config = GenerationConfig(
+                do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0,
+                max_new_tokens=n_tokens, eos_token_id=None, pad_token_id=lm.eos_token_id,
+            )
+            out = lm.model.generate(repeated, attention_mask=torch.ones_like(repeated),
+                                    generation_config=config)
+            x = out[:, width:]
+            tokens[k] = x.numpy()
+            for d in (-1, 0, 1):
+                if not 0 <= k + d < K:
+                    continue
+                total = torch.zeros(n_samples, dtype=torch.float64)
+                for i in range(n_tokens):
+                    ids = torch.cat([repeated, x[:, :i]], dim=1)
+                    z = lm.model(ids, use_cache=False, logits_to_keep=1).logits[:, -1]
+                    logq = torch.log_softmax(z.float() / float(grid[k + d]), dim=-1)
+                    total += logq[rows, x[:, i]].double()
+                logp[k, :, 1 + d] = total.numpy()
+    return loaded, logp, tokens, lm
+
+
+def compare_scan(n_grid=12, n_samples=48, n_tokens=8, seed=0) -> None:
+    """Section 4: this package's temperature scan against the original scheme."""
+    grid = scans.log_temperature_grid(0.3, 3.0, n_grid)
+    entry_present = (gguf_cache.cache_root() / "gguf").is_dir() and any(
+        (gguf_cache.cache_root() / "gguf").glob(
+            gguf_cache.file_digest(os.path.join(*models.default_model_path()))[:32] + "-*"))
+    print(f"\n(4) temperature scan: K={n_grid} log-spaced temperatures 0.3..3, S={n_samples}, "
+          f"N={n_tokens}, L=1, eos='none', prompt {SCAN_PROMPT!r} (plain encoding), "
+          f"load average {os.getloadavg()[0]:.2f}")
+    clock = Clock()
+    lm = load_model()
+    ours_load, _ = clock.elapsed()
+    result = scans.temperature_scan(lm, SCAN_PROMPT, grid, n_samples=n_samples,
+                                    n_tokens=n_tokens, eos="none", rng=seed, progress=False)
+    ours_wall, ours_cpu = clock.elapsed()
+    del lm
+    print(f"  this package:    load {ours_load:6.1f} s (converted-weights cache "
+          f"{'warm' if entry_present else 'cold: converted in this run'}), "
+          f"scan {ours_wall - ours_load:7.1f} s, total {ours_wall:7.1f} s wall, "
+          f"{ours_cpu:7.1f} s CPU")
+    clock = Clock()
+    base_load, logp, tokens, base_lm = original_scheme_scan(grid, n_samples, n_tokens, seed)
+    base_wall, base_cpu = clock.elapsed()
+    print(f"  original scheme: load {base_load:6.1f} s (GGUF read and de-quantised), "
+          f"scan {base_wall - base_load:7.1f} s, total {base_wall:7.1f} s wall, "
+          f"{base_cpu:7.1f} s CPU")
+    prompt = base_lm.encode(SCAN_PROMPT)
+    gap = max(
+        float(np.abs(score(base_lm, prompt, tokens[k], temperatures=[grid[k]], eos="none")[:, 0]
+                     - logp[k, :, 1]).max())
+        for k in range(n_grid)
+    )
+    print(f"  check: baseline own-temperature log-probabilities vs score(): max gap {gap:.1e}; "
+          f"mean log P at T={grid[0]:.2g}: ours {result.logp[0, :, 1].mean():.3f}, "
+          f"baseline {logp[0, :, 1].mean():.3f}")
+    print(f"  ratio original / this package: {base_wall / ours_wall:.1f}x with model load "
+          f"(target >= 5x), {(base_wall - base_load) / (ours_wall - ours_load):.1f}x scan "
+          f"alone; CPU time {base_cpu / ours_cpu:.1f}x")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=16, help="tokens per continuation N")
@@ -136,6 +239,12 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", type=int, default=20, help="temperature grid points K")
     parser.add_argument("--samples", type=int, default=1000, help="samples per grid point S")
     parser.add_argument("--window", type=int, default=2, help="window L")
+    parser.add_argument("--only-scan", action="store_true",
+                        help="run section 4 (scan against the original scheme) only")
+    parser.add_argument("--scan-grid", type=int, default=12,
+                        help="section 4: temperatures K")
+    parser.add_argument("--scan-samples", type=int, default=48,
+                        help="section 4: samples per temperature S")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for the model and the matmul (default: torch's)")
     args = parser.parse_args(argv)
@@ -144,7 +253,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     start = time.perf_counter()
-    print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs), "
+          f"{threads} torch threads")
+    if args.only_scan:
+        compare_scan(args.scan_grid, args.scan_samples)
+        print(f"\nload average at end: {os.getloadavg()[0]:.2f}; "
+              f"total time {time.perf_counter() - start:.0f} s")
+        return 0
     lm = load_model()
     print(f"model: {lm}  (loaded in {time.perf_counter() - start:.1f} s, {threads} threads)")
     prompt = lm.encode(PROMPT, chat=True)
@@ -202,6 +317,7 @@ def main(argv=None) -> int:
     print(f"  original scheme, K*S*(4L-1)*sum_(i<N)(P+i):  {original:>13,d}")
     print(f"  ratio original / this package (counted):     {original / ours_counted:>13.1f}x "
           f"(target >= 10x)")
+    compare_scan(args.scan_grid, args.scan_samples)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}; "
           f"total time {time.perf_counter() - start:.0f} s")
     return 0

@@ -227,6 +227,7 @@ def load_model(
     dtype="float32",
     device=None,
     local_files_only: bool = False,
+    cache_dir=None,
 ) -> LanguageModel:
     """Load a causal language model and its tokenizer.
 
@@ -244,6 +245,9 @@ def load_model(
         ``None`` picks CUDA when available, else the CPU.
     local_files_only : bool
         Never contact the hub (the default model always loads this way).
+    cache_dir : str, path-like or False, optional
+        Where converted GGUF files are kept (see :mod:`llm_bridge.gguf_cache`; ``None`` is
+        the per-user default).  ``False`` converts the GGUF file on every load.
 
     Returns
     -------
@@ -257,9 +261,12 @@ def load_model(
 
     Notes
     -----
-    GGUF weights (here 4-bit ``Q4_1``) are de-quantised once at load time, so the network
-    runs in ``dtype`` and its logits are deterministic functions of the ids.  Loading the
-    default takes roughly half a minute on a CPU.
+    GGUF weights (here 4-bit ``Q4_1``) are de-quantised to float32, so the network runs
+    in ``dtype`` and its logits are deterministic functions of the ids.  A local GGUF file
+    (the default model included) is converted once per user and file digest and stored as
+    a safetensors checkpoint; later loads read that checkpoint (a few seconds instead of
+    half a minute).  Every load -- the first one too -- reads the stored checkpoint, so
+    all loads give the same weights.
 
     Examples
     --------
@@ -295,23 +302,41 @@ def load_model(
             raise ValueError(f"gguf_file {gguf_file!r} does not exist in {source!r}")
         name = source if gguf_file is None else f"{source}/{gguf_file}"
 
-    AutoModelForCausalLM, AutoTokenizer = _transformers("AutoModelForCausalLM", "AutoTokenizer")
+    if cache_dir is not False and gguf_file is not None and os.path.isdir(source):
+        logger.info("loading %s (dtype %s, device %s)", name, torch_dtype, torch_device)
+        from llm_bridge import gguf_cache
 
+        entry = gguf_cache.converted_checkpoint(
+            os.path.join(source, gguf_file),
+            lambda: _from_pretrained(source, torch.float32, gguf_file=gguf_file,
+                                     local_files_only=True),
+            cache_dir=cache_dir,
+        )
+        source, gguf_file, local_files_only = os.fspath(entry), None, True
+    else:
+        logger.info("loading %s (dtype %s, device %s)", name, torch_dtype, torch_device)
     kwargs = {"local_files_only": local_files_only}
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
-    logger.info("loading %s (dtype %s, device %s)", name, torch_dtype, torch_device)
+    model, tokenizer = _from_pretrained(source, torch_dtype, **kwargs)
+    model = model.to(device=torch_device, dtype=torch_dtype).eval()
+    return _wrap(model, tokenizer, name, _eos_of(model, tokenizer))
+
+
+def _from_pretrained(source: str, torch_dtype: torch.dtype, **kwargs):
+    """``(model, tokenizer)`` from transformers' loaders; a failure becomes a ValueError."""
+    AutoModelForCausalLM, AutoTokenizer = _transformers("AutoModelForCausalLM", "AutoTokenizer")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = "offline" if kwargs.get("local_files_only") else "hub or local"
         raise ValueError(
             f"name_or_path {source!r} could not be loaded as a causal language model "
-            f"({'offline' if local_files_only else 'hub or local'}): {reason}"
+            f"({where}): {reason}"
         ) from None
-    model = model.to(device=torch_device, dtype=torch_dtype).eval()
-    return _wrap(model, tokenizer, name, _eos_of(model, tokenizer))
+    return model, tokenizer
 
 
 def _eos_of(model, tokenizer) -> int | None:

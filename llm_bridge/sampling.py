@@ -51,7 +51,7 @@ from branching.seeding import seed_sequence
 from .models import LanguageModel
 
 with warnings.catch_warnings():  # transformers installs warnings filters when imported
-    from transformers.cache_utils import Cache, DynamicLayer
+    from transformers import DynamicCache
 
 __all__ = [
     "EOS_POLICIES",
@@ -278,12 +278,16 @@ def _accepts_logits_to_keep(model_class) -> bool:
 
 
 def _forward(lm: LanguageModel, input_ids, *, cache=None, keep: int | None = None, **kwargs):
-    """Logits of the last ``keep`` positions (all if None) and the updated cache."""
+    """Logits of the last ``keep`` positions (all if None); ``cache`` (a
+    :class:`transformers.DynamicCache`) is extended in place when given."""
     if keep is not None and _accepts_logits_to_keep(type(lm.model)):
         kwargs["logits_to_keep"] = keep
-    out = lm.model(input_ids, past_key_values=cache, use_cache=True, **kwargs)
+    if cache is None:
+        out = lm.model(input_ids, use_cache=False, **kwargs)
+    else:
+        out = lm.model(input_ids, cache=cache, use_cache=True, **kwargs)
     logits = out.logits if keep is None else out.logits[:, -keep:]
-    return logits.to(_compute_dtype(lm)), out.past_key_values
+    return logits.to(_compute_dtype(lm))
 
 
 def _finite_or_raise(logits: torch.Tensor, where: str) -> None:
@@ -296,59 +300,18 @@ def _finite_or_raise(logits: torch.Tensor, where: str) -> None:
 def _prefill(lm: LanguageModel, prompt: tuple[int, ...]):
     """Key/value cache of the prompt (batch 1) and the logits for the first output token."""
     ids = torch.tensor([prompt], dtype=torch.long, device=lm.device)
-    logits, cache = _forward(lm, ids, keep=1)
+    cache = DynamicCache(config=getattr(lm.model, "config", None))
+    logits = _forward(lm, ids, cache=cache, keep=1)
     _finite_or_raise(logits, "prompt")
     return cache, logits[:, -1]
 
 
-def _expand(cache, batch: int, room: int):
-    """A copy of a batch-1 prompt cache repeated ``batch`` times, with space for ``room``
-    more positions.
-
-    Plain (full-attention, growing) cache layers become :class:`_PreallocatedLayer`, which
-    write new keys and values in place instead of concatenating the whole cache at every
-    step; any other cache is deep-copied and repeated.
-    """
-    layers = getattr(cache, "layers", None)
-    if layers and all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers):
-        return Cache(layers=[_PreallocatedLayer(layer, batch, room) for layer in layers])
+def _expand(cache, batch: int):
+    """A copy of a batch-1 prompt cache repeated ``batch`` times (the original is kept for
+    the next batch)."""
     cache = copy.deepcopy(cache)
     cache.batch_repeat_interleave(batch)
     return cache
-
-
-class _PreallocatedLayer(DynamicLayer):
-    """A growing cache layer whose keys and values live in a buffer sized up front."""
-
-    def __init__(self, prompt_layer, batch: int, room: int):
-        super().__init__()
-        keys, values = prompt_layer.keys, prompt_layer.values
-        self.length = keys.shape[-2]
-        capacity = self.length + room
-        self._key_buffer = keys.new_empty((batch, keys.shape[1], capacity, keys.shape[3]))
-        self._value_buffer = values.new_empty((batch, values.shape[1], capacity, values.shape[3]))
-        self._key_buffer[:, :, : self.length] = keys
-        self._value_buffer[:, :, : self.length] = values
-        self.dtype, self.device = keys.dtype, keys.device
-        self.is_initialized = True
-        self._expose()
-
-    def _expose(self):
-        self.keys = self._key_buffer[:, :, : self.length]
-        self.values = self._value_buffer[:, :, : self.length]
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        end = self.length + key_states.shape[-2]
-        if end > self._key_buffer.shape[2]:
-            raise RuntimeError(f"cache full: {end} positions > {self._key_buffer.shape[2]}")
-        self._key_buffer[:, :, self.length:end] = key_states
-        self._value_buffer[:, :, self.length:end] = value_states
-        self.length = end
-        self._expose()
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.length
 
 
 def _apply_policy(logits: torch.Tensor, eos: str, eos_token_id: int | None) -> torch.Tensor:
@@ -358,12 +321,16 @@ def _apply_policy(logits: torch.Tensor, eos: str, eos_token_id: int | None) -> t
     return logits
 
 
-def _log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``log softmax(logits / temperature)`` over the last axis, refusing an overflow."""
+def _log_softmax(logits: torch.Tensor, temperature, shown: float | None = None) -> torch.Tensor:
+    """``log softmax(logits / temperature)`` over the last axis, refusing an overflow.
+
+    ``temperature`` is a number or a tensor broadcasting against ``logits`` (one
+    temperature per row); ``shown`` is the temperature named in the error message
+    (default ``temperature``)."""
     scaled = logits / temperature
     if not bool(torch.isfinite(scaled.amax(dim=-1)).all()):
         raise ValueError(
-            f"temperature {temperature!r} is too small for these logits: logits / temperature "
+            f"temperature {temperature if shown is None else shown!r} is too small for these logits: logits / temperature "
             f"overflows {str(logits.dtype).removeprefix('torch.')}"
         )
     return torch.log_softmax(scaled, dim=-1)
@@ -476,24 +443,10 @@ def sample(
     eos = _eos_policy(lm, eos)
     batch_size = check.integer("batch_size", batch_size, low=1)
     _check_context(lm, len(prompt), n_tokens)
-    seed = seed_sequence(rng)
-    uniforms = 1.0 - np.random.default_rng(seed).random((n_samples, n_tokens))
-
-    tokens = np.empty((n_samples, n_tokens), dtype=np.int64)
-    lengths = np.empty(n_samples, dtype=np.int64)
-    logp = np.empty(n_samples, dtype=np.float64)
-    with torch.no_grad():
-        prompt_cache, first_logits = _prefill(lm, prompt)
-        for start in range(0, n_samples, batch_size):
-            stop = min(start + batch_size, n_samples)
-            u = torch.as_tensor(uniforms[start:stop], device=lm.device)
-            batch_tokens, batch_lengths, batch_logp = _sample_batch(
-                lm, prompt_cache, first_logits, u, temperature, eos
-            )
-            tokens[start:stop] = batch_tokens
-            lengths[start:stop] = batch_lengths
-            logp[start:stop] = batch_logp
-            logger.debug("sampled continuations %d-%d of %d", start, stop, n_samples)
+    seed, uniforms = _uniforms(rng, n_samples, n_tokens)
+    tokens, lengths, logp = _draw(
+        lm, prompt, uniforms, np.full(n_samples, temperature), eos, batch_size
+    )
     return Samples(
         tokens=tokens,
         lengths=lengths,
@@ -506,18 +459,51 @@ def sample(
     )
 
 
-def _sample_batch(lm, prompt_cache, first_logits, u, temperature, eos):
+def _uniforms(rng, n_samples: int, n_tokens: int):
+    """The seed of a draw and its ``(S, N)`` uniforms in (0, 1]."""
+    seed = seed_sequence(rng)
+    return seed, 1.0 - np.random.default_rng(seed).random((n_samples, n_tokens))
+
+
+def _draw(lm, prompt, uniforms, temperatures, eos, batch_size):
+    """Ancestral draws after one prompt: row ``s`` uses ``uniforms[s]`` at
+    ``temperatures[s]``; rows are decoded ``batch_size`` at a time.
+
+    Rows at different temperatures can share a batch (a temperature scan packs several grid
+    points into one forward pass); row ``s`` is the same draw whatever its batch.
+    Returns ``tokens`` (int64 [S, N]), ``lengths`` (int64 [S]), ``logp`` (float64 [S]).
+    """
+    n_samples, n_tokens = uniforms.shape
+    tokens = np.empty((n_samples, n_tokens), dtype=np.int64)
+    lengths = np.empty(n_samples, dtype=np.int64)
+    logp = np.empty(n_samples, dtype=np.float64)
+    with torch.no_grad():
+        prompt_cache, first_logits = _prefill(lm, prompt)
+        for start in range(0, n_samples, batch_size):
+            stop = min(start + batch_size, n_samples)
+            u = torch.as_tensor(uniforms[start:stop], device=lm.device)
+            t = torch.as_tensor(
+                temperatures[start:stop, None], dtype=first_logits.dtype, device=lm.device
+            )
+            tokens[start:stop], lengths[start:stop], logp[start:stop] = _sample_batch(
+                lm, prompt_cache, first_logits, u, t, eos, float(temperatures[start:stop].min())
+            )
+            logger.debug("sampled continuations %d-%d of %d", start, stop, n_samples)
+    return tokens, lengths, logp
+
+
+def _sample_batch(lm, prompt_cache, first_logits, u, temperature, eos, coldest):
     batch, n_tokens = u.shape
     eos_id = lm.eos_token_id
     pad = eos_id if eos == "stop" else 0
-    cache = _expand(prompt_cache, batch, n_tokens - 1) if n_tokens > 1 else None
+    cache = _expand(prompt_cache, batch) if n_tokens > 1 else None
     logits = first_logits.expand(batch, -1)
     tokens = torch.full((batch, n_tokens), pad, dtype=torch.long, device=lm.device)
     lengths = torch.full((batch,), n_tokens, dtype=torch.long, device=lm.device)
     logp = torch.zeros(batch, dtype=torch.float64, device=lm.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=lm.device)
     for i in range(n_tokens):
-        logq = _log_softmax(_apply_policy(logits, eos, eos_id), temperature)
+        logq = _log_softmax(_apply_policy(logits, eos, eos_id), temperature, coldest)
         token = _inverse_cdf(logq, u[:, i])
         step_logp = logq.gather(1, token[:, None]).squeeze(1).to(torch.float64)
         if eos == "stop":
@@ -531,7 +517,7 @@ def _sample_batch(lm, prompt_cache, first_logits, u, temperature, eos):
         tokens[:, i] = token
         if i + 1 == n_tokens or bool(finished.all()):
             break
-        logits, cache = _forward(lm, token[:, None], cache=cache, keep=1)
+        logits = _forward(lm, token[:, None], cache=cache, keep=1)
         logits = logits[:, -1]
         _finite_or_raise(logits, f"output position {i + 1}")
     return tokens.cpu().numpy(), lengths.cpu().numpy(), logp.cpu().numpy()
@@ -587,9 +573,7 @@ class _TeacherForcing:
             x = torch.as_tensor(self.tokens[index], device=lm.device)
             first = first_logits.expand(len(index), -1)[:, None, :]
             if self.n_tokens > 1:
-                rest, _ = _forward(
-                    lm, x[:, :-1], cache=_expand(prompt_cache, len(index), self.n_tokens - 1)
-                )
+                rest = _forward(lm, x[:, :-1], cache=_expand(prompt_cache, len(index)))
                 logits = torch.cat([first, rest], dim=1)
             else:
                 logits = first
@@ -607,7 +591,7 @@ class _TeacherForcing:
             ids[row, width - len(sequence):] = sequence
             attention[row, width - len(sequence):] = 1
         positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
-        logits, _ = _forward(
+        logits = _forward(
             lm, ids, keep=self.n_tokens, attention_mask=attention, position_ids=positions
         )
         return self._batch(index, x, logits)

@@ -26,9 +26,11 @@ everything that determines it, and a repeated call returns it without touching t
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import numbers
 import os
+import string
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -39,6 +41,7 @@ from llm_bridge import cache, thermo
 from llm_bridge.scan_result import ScanResult
 
 __all__ = [
+    "check_template",
     "checkpoint_scan",
     "log_temperature_grid",
     "prompt_scan",
@@ -280,7 +283,7 @@ def temperature_scan(
     n_tokens: int,
     L_max: int = 1,
     eos: str = "stop",
-    batch_size: int = 64,
+    batch_size: int = 256,
     rng=None,
     cache_dir=None,
     progress: bool = True,
@@ -307,12 +310,14 @@ def temperature_scan(
         End-of-sequence policy shared by sampling and scoring (see
         :func:`llm_bridge.sampling.sample`).
     batch_size : int
-        Sequences per forward pass.
+        Sequences per forward pass.  With ``batch_size >= 2 * n_samples`` the samples of
+        ``batch_size // n_samples`` grid points share each forward pass (see Notes).
     rng : None, int, SeedSequence or Generator
         Seed; grid point ``k`` uses the ``k``-th child of one root sequence.
     cache_dir : path, optional
         Store the result there and return a stored result without running the model.  Every
-        finished grid point is stored too, so a re-run after an interruption resumes.
+        finished group of grid points is stored too, so a re-run after an interruption
+        resumes.
     progress : bool
         Show a progress bar.
 
@@ -329,6 +334,13 @@ def temperature_scan(
     the score :math:`T_k^{-2}\\sum_i(\\mathbb E_{q_{T_k,i}}[z_i] - z_{i,x_i})` and the
     conditional Fisher term :math:`T_k^{-4}\\sum_i\\operatorname{Var}_{q_{T_k,i}}(z_i)`
     (derivations in :mod:`llm_bridge.thermo`).  All in float64.
+
+    Few samples per grid point would leave the forward passes small, so the samples of
+    several grid points are decoded and teacher-forced together, each row at its own
+    temperature.  Every row draws from the uniforms of its own grid point's generator, so
+    the result does not depend on ``batch_size`` (bit-identical on the tiny test models;
+    a real model's batched matrix products may round differently with the batch shape,
+    which can move a float32 logit by one unit in the last place).
 
     Examples
     --------
@@ -362,62 +374,59 @@ def temperature_scan(
     if hit is not None:
         return hit
 
-    from llm_bridge import sampling
-
     K, W = len(grid), 2 * L_max - 1
-    logp = np.full((K, n_samples, 2 * W + 1), np.nan)
-    tokens = np.zeros((K, n_samples, n_tokens), dtype=np.int64)
-    lengths = np.zeros((K, n_samples), dtype=np.int64)
-    energy, score, cond = (np.zeros((K, n_samples)) for _ in range(3))
-    gens = _grid_generators(root, K)
     parts = cache.PartStore(cache_dir, "temperature", key)
+    gens = _grid_generators(root, K)
+    pieces = {k: parts.get(f"point{k}") for k in range(K)}
+    todo = [k for k in range(K) if pieces[k] is None]
+    per_pass = max(1, batch_size // n_samples)
     with _progress(K, progress, "temperature scan") as bar:
-        for k in range(K):
-            piece = parts.get(f"point{k}")
-            if piece is None:
-                drawn = sampling.sample(
-                    lm, prompt_ids, n_samples, n_tokens, temperature=float(grid[k]), eos=eos,
-                    batch_size=batch_size, rng=gens[k],
-                )
-                tok, length = _as_int_arrays(drawn)
-                lo, hi = max(0, k - W), min(K, k + W + 1)
-                temps = [float(t) for t in grid[lo:hi]] + [1.0]
-                lp, sc, cv = _temperature_block(
-                    lm, prompt_ids, tok, length, temps, float(grid[k]), eos, batch_size
-                )
-                row = np.full((n_samples, 2 * W + 1), np.nan)
-                row[:, W + (lo - k):W + (hi - k)] = lp[:, :-1]
-                _check_finite_self(row[:, W], f"temperature T={grid[k]:g}")
-                piece = {"tokens": tok, "lengths": length, "logp": row, "energy": -lp[:, -1],
-                         "score": sc, "cond": cv}
+        bar.update(K - len(todo))
+        for start in range(0, len(todo), per_pass):
+            group = todo[start:start + per_pass]
+            done = _temperature_points(
+                lm, prompt_ids, grid, group, [gens[k] for k in group], W, n_samples, n_tokens,
+                eos, batch_size,
+            )
+            for k, piece in zip(group, done):
                 parts.put(f"point{k}", piece)
-            tokens[k], lengths[k], logp[k] = piece["tokens"], piece["lengths"], piece["logp"]
-            energy[k], score[k], cond[k] = piece["energy"], piece["score"], piece["cond"]
-            bar.update()
+                pieces[k] = piece
+                bar.update()
+    stacked = {name: np.stack([pieces[k][name] for k in range(K)]) for name in pieces[0]}
     result = ScanResult(
-        kind="temperature", grid=grid, logp=logp, tokens=tokens, lengths=lengths,
-        prompt_ids=(prompt_ids,) * K, labels=tuple(f"{t:.6g}" for t in grid),
-        model_name=str(lm.name), params=params, seed=seed,
-        energy=energy, dlogp_dT=score, conditional_fisher=cond,
+        kind="temperature", grid=grid, logp=stacked["logp"], tokens=stacked["tokens"],
+        lengths=stacked["lengths"], prompt_ids=(prompt_ids,) * K,
+        labels=tuple(f"{t:.6g}" for t in grid), model_name=str(lm.name), params=params,
+        seed=seed, energy=stacked["energy"], dlogp_dT=stacked["score"],
+        conditional_fisher=stacked["cond"],
     )
     return _store(result, path, key, parts)
 
 
-def _temperature_block(lm, prompt_ids, tokens, lengths, temps, own_t, eos, batch_size):
-    """Per-sample log-probabilities at ``temps``, score and Fisher term at ``own_t``.
+def _temperature_points(lm, prompt_ids, grid, group, gens, W, n_samples, n_tokens, eos,
+                        batch_size) -> list[dict]:
+    """Samples and scores of the grid points ``group``, packed into shared forward passes.
 
-    The logits of each sample are computed once (teacher forcing) and rescaled for every
-    temperature; samples go through in batches that bound the float64 ``B x N x V`` memory.
+    The samples of all points in ``group`` are decoded together (each row at its own
+    temperature, from the uniforms of its own point's generator, so a row is the same draw
+    whatever the packing), then teacher-forced together; the logits of each row are rescaled
+    to the temperatures of its point's window and to :math:`T = 1`.  Score and Fisher term
+    are taken at the row's own temperature.  One dict of arrays per point of ``group``.
     """
     import torch
 
     from llm_bridge import sampling
 
-    n, n_tok = tokens.shape
-    rows = max(1, min(batch_size, _LOGITS_BLOCK // max(1, n_tok * lm.vocab_size)))
-    lp = np.empty((n, len(temps)))
-    score = np.empty(n)
-    cond = np.empty(n)
+    K, S = len(grid), n_samples
+    uniforms = np.concatenate([sampling._uniforms(g, S, n_tokens)[1] for g in gens])
+    own = np.repeat(grid[group], S)
+    tokens, lengths, _ = sampling._draw(
+        lm, tuple(int(i) for i in prompt_ids), uniforms, own, eos, batch_size
+    )
+    point = np.repeat(np.arange(len(group)), S)
+    logp = np.full((len(tokens), 2 * W + 1), np.nan)
+    energy, score, cond = (np.empty(len(tokens)) for _ in range(3))
+    rows = max(1, min(batch_size, _LOGITS_BLOCK // max(1, n_tokens * lm.vocab_size)))
     batches = sampling.iter_output_logits(
         lm, prompt_ids, tokens, lengths, eos=eos, batch_size=rows
     )
@@ -425,23 +434,78 @@ def _temperature_block(lm, prompt_ids, tokens, lengths, temps, own_t, eos, batch
         for index, logits in batches:
             tok = torch.as_tensor(tokens[index], device=logits.device)
             length = torch.as_tensor(lengths[index], device=logits.device)
-            mask = torch.arange(n_tok, device=logits.device)[None, :] < length[:, None]
-            lp[index] = thermo.sequence_log_probs(logits, tok, mask, temps).cpu().numpy()
-            s, c = thermo.temperature_score(logits, tok, mask, own_t)
-            score[index], cond[index] = s.cpu().numpy(), c.cpu().numpy()
-    return lp, score, cond
+            mask = torch.arange(n_tokens, device=logits.device)[None, :] < length[:, None]
+            for g in np.unique(point[index]):
+                sel = np.flatnonzero(point[index] == g)
+                at = torch.as_tensor(sel, device=logits.device)
+                k = group[g]
+                lo, hi = max(0, k - W), min(K, k + W + 1)
+                temps = [float(t) for t in grid[lo:hi]] + [1.0]
+                z, x, m = logits[at], tok[at], mask[at]
+                lp = thermo.sequence_log_probs(z, x, m, temps).cpu().numpy()
+                s, c = thermo.temperature_score(z, x, m, float(grid[k]))
+                out = index[sel]
+                logp[out, W + (lo - k):W + (hi - k)] = lp[:, :-1]
+                energy[out], score[out], cond[out] = -lp[:, -1], s.cpu().numpy(), c.cpu().numpy()
+    pieces = []
+    for g, k in enumerate(group):
+        r = slice(g * S, (g + 1) * S)
+        _check_finite_self(logp[r, W], f"temperature T={grid[k]:g}")
+        pieces.append({"tokens": tokens[r], "lengths": lengths[r], "logp": logp[r],
+                       "energy": energy[r], "score": score[r], "cond": cond[r]})
+    return pieces
 
 
 # ============================================================================ prompt slot
-def _render_template(template, value) -> object:
-    if callable(template):
-        return template(value)
+def check_template(template) -> str:
+    """Check that a prompt template is a string with exactly one ``{}`` slot.
+
+    Parameters
+    ----------
+    template : str
+        Text with one empty replacement field ``{}``; other braces are written ``{{`` and
+        ``}}``.
+
+    Returns
+    -------
+    str
+        ``template`` itself.
+
+    Raises
+    ------
+    ValueError
+        If ``template`` is not a string, has no slot, more than one slot, a named or
+        numbered slot, or unbalanced braces; the message gives the template and the count.
+
+    Examples
+    --------
+    >>> check_template("Is {} larger than 42?")
+    'Is {} larger than 42?'
+    >>> check_template("1 2 {} {}")
+    Traceback (most recent call last):
+    ...
+    ValueError: template must have exactly one '{}' slot, got 2 slots in '1 2 {} {}'
+    """
+    if not isinstance(template, str):
+        raise ValueError(f"template must be a string with one '{{}}' slot, got {template!r}")
     try:
-        return template.format(value)
-    except (KeyError, IndexError, ValueError):
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"template {template!r} is not a valid format string: {exc}") from None
+    if len(fields) != 1:
         raise ValueError(
-            f"template must have exactly one '{{}}' slot (double other braces), got {template!r}"
-        ) from None
+            f"template must have exactly one '{{}}' slot, got {len(fields)} slots in {template!r}"
+        )
+    if fields[0] != "":
+        raise ValueError(
+            f"template must have an empty '{{}}' slot, got '{{{fields[0]}}}' in {template!r} "
+            "(write other braces as '{{' and '}}')"
+        )
+    return template
+
+
+def _render_template(template, value) -> object:
+    return template(value) if callable(template) else template.format(value)
 
 
 def prompt_scan(
@@ -501,10 +565,7 @@ def prompt_scan(
     L_max = _validate.integer("L_max", L_max, low=1)
     temperature = _validate.real("temperature", temperature, low=0.0, low_open=True)
     if not callable(template):
-        if not isinstance(template, str) or "{}" not in template:
-            raise ValueError(
-                f"template must be a string with a '{{}}' slot or a callable, got {template!r}"
-            )
+        check_template(template)
     values = list(values)
     if values and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
         grid = validate_grid("values", values, L_max=L_max)
@@ -616,6 +677,63 @@ def _checkpoint_pair(item):
     )
 
 
+def _local_vocab_size(path: str) -> int | None:
+    """``vocab_size`` from the ``config.json`` of a local checkpoint directory, if any."""
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        return None
+    try:
+        with open(config_file) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    size = config.get("vocab_size", config.get("text_config", {}).get("vocab_size"))
+    return size if isinstance(size, int) else None
+
+
+def _precheck_checkpoints(items, labels) -> None:
+    """Refuse, before any model is loaded, what can be seen without loading one.
+
+    A path that does not exist; local directories whose ``config.json`` give different
+    vocabulary sizes; ``(name, state_dict)`` pairs whose parameter names or shapes differ
+    (a different vocabulary changes the embedding shapes).  Checkpoints known only to a
+    custom loader are checked when they are loaded.
+    """
+    from llm_bridge.models import _looks_like_path
+
+    vocab, shapes = None, None
+    for item, label in zip(items, labels):
+        if isinstance(item, (str, os.PathLike)):
+            path = os.path.expanduser(os.fspath(item))
+            if not os.path.exists(path):
+                if _looks_like_path(os.fspath(item)):
+                    raise ValueError(f"checkpoint {label!r} does not exist")
+                continue
+            size = _local_vocab_size(path) if os.path.isdir(path) else None
+            if size is None:
+                continue
+            if vocab is None:
+                vocab = (size, label)
+            elif size != vocab[0]:
+                raise ValueError(
+                    f"checkpoints must share one vocabulary: {label!r} has vocab_size {size}, "
+                    f"{vocab[1]!r} has {vocab[0]}"
+                )
+        else:
+            _, state = _checkpoint_pair(item)
+            here = {name: tuple(tensor.shape) for name, tensor in state.items()}
+            if shapes is None:
+                shapes = (here, label)
+                continue
+            for name in sorted(set(here) | set(shapes[0])):
+                if here.get(name) != shapes[0].get(name):
+                    raise ValueError(
+                        f"checkpoints must share one architecture and vocabulary: {name!r} is "
+                        f"{here.get(name, 'missing')} in {label!r} and "
+                        f"{shapes[0].get(name, 'missing')} in {shapes[1]!r}"
+                    )
+
+
 def _checkpoint_identity(item) -> dict:
     if isinstance(item, (str, os.PathLike)):
         identity = {"name": os.fspath(item)}
@@ -659,7 +777,8 @@ def checkpoint_scan(
         pairs (then pass ``loader=state_dict_loader(base)``).
     prompt : str or sequence of int
         The prompt, encoded once with the first checkpoint's tokenizer; every checkpoint must
-        share the vocabulary.
+        share the vocabulary.  Missing paths, and vocabularies that differ between local
+        directories or state dicts, are refused before the first model is loaded.
     grid : array_like, optional
         Strictly increasing positions of the checkpoints (e.g. training steps); default
         ``0, 1, ..., K-1``.
@@ -712,6 +831,7 @@ def checkpoint_scan(
     if isinstance(prompt, str) and not prompt:
         raise ValueError("prompt must be a non-empty string or token-id sequence, got ''")
     labels = tuple(_checkpoint_label(c) for c in items)
+    _precheck_checkpoints(items, labels)
     if loader is None:
         if not all(isinstance(c, (str, os.PathLike)) for c in items):
             raise ValueError(

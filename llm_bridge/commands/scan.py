@@ -226,9 +226,7 @@ def _scan(args, scans, cache_dir):
             raise ValueError(f"--values {args.values!r} gives {len(values)} value(s); a window "
                              f"--L {args.L} needs at least {2 * args.L}")
         lm = load_cli_model(args.model, args.dtype)
-        if "{}" not in args.template:
-            raise ValueError(f"--template must contain a '{{}}' slot, got {args.template!r}")
-        template = args.template
+        template = scans.check_template(args.template)
         if lm.tokenizer is None:
             def template(value, _t=args.template):  # noqa: E306 - ids for a tokenizer-less model
                 return _token_ids(_t.format(value), "--template")

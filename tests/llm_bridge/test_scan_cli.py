@@ -103,7 +103,8 @@ def test_parsers():
     (["temperature", "--model", "tiny:x", "--prompt", "0", "--grid", "0.5:1:4"], "tiny:V"),
     (["temperature", "--model", "./no/such/model/dir", "--prompt", "0", "--grid", "0.5:1:4"],
      "name_or_path"),
-    (["prompt", "--model", TINY, "--template", "0", "--values", "1:3"], "--template must contain"),
+    (["prompt", "--model", TINY, "--template", "0", "--values", "1:3"], "exactly one '{}' slot"),
+    (["prompt", "--model", TINY, "--template", "1 2 {} {}", "--values", "1:3"], "got 2 slots"),
     (["prompt", "--model", TINY, "--template", "0 {}", "--values", "3:1"], "--values range"),
 ])
 def test_cli_errors_exit_2_with_a_message(tmp_path, capsys, argv, message):
