@@ -11,8 +11,22 @@ from .family import FAMILIES, Family, ModelSize, TrainConfig, get_family
 from .task import SPLITS, RunningSumTask
 from .train import ZooModel, build_model, train_family, train_model
 
+_MEASURE = ("MeasureSettings", "ScaleMeasurement", "TrainingScan", "measure_models",
+            "power_law_crossing", "training_scan")
+
+
+def __getattr__(name: str):
+    if name in _MEASURE:  # the list decoder is imported only when a measurement is asked for
+        from . import measure
+
+        return getattr(measure, name)
+    raise AttributeError(f"module 'llm_bridge.zoo' has no attribute {name!r}")
+
 __all__ = [
     "FAMILIES",
+    "MeasureSettings",
+    "ScaleMeasurement",
+    "TrainingScan",
     "SPLITS",
     "Family",
     "ModelSize",
@@ -21,6 +35,9 @@ __all__ = [
     "ZooModel",
     "build_model",
     "get_family",
+    "measure_models",
+    "power_law_crossing",
     "train_family",
     "train_model",
+    "training_scan",
 ]
