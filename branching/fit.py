@@ -581,16 +581,31 @@ def _link_start(models, ys, ses, link, increasing=True):
 
 
 def _fit_models(models, ys, ses, link, start=None, increasing=True):
-    """Joint weighted least squares of one or several curves sharing the parameters.
+    r"""Joint weighted least squares of one or several curves sharing the parameters.
 
-    Returns the parameters, the chi-square and ``(starts, bounds)`` for refits from them.
+    The amplitude enters linearly and is profiled out (variable projection): the optimiser
+    sees only the link parameters, and :math:`\hat A` is the closed-form weighted
+    least-squares amplitude at each of them.  Returns the parameters (amplitude last), the
+    chi-square and ``(starts, bounds)`` for refits from the solution.
     """
     starts, bounds = _link_start(models, ys, ses, link, increasing) if start is None else start
+    n_link = _N_LINK_PARAMS[link]
+    y_all, se_all = np.concatenate(ys), np.concatenate(ses)
+    w2 = 1.0 / se_all**2
 
-    def residual(p):
-        return np.concatenate([(y - m.predict(p)) / s for m, y, s in zip(models, ys, ses)])
+    def projected(q):
+        p = np.append(q, 0.0)
+        shapes = np.concatenate([m.shape(p) for m in models])
+        amplitude = _profiled_amplitude(shapes, y_all, w2)
+        return amplitude, (y_all - amplitude * shapes) / se_all
 
-    p, chi2 = _solve(residual, starts, bounds)
+    if n_link == 0:
+        amplitude, residual = projected(np.zeros(0))
+        p = np.array([amplitude])
+        return p, float(np.sum(residual**2)), ([p], bounds)
+    link_bounds = (bounds[0][:n_link], bounds[1][:n_link])
+    q, chi2 = _solve(lambda q: projected(q)[1], [s[:n_link] for s in starts], link_bounds)
+    p = np.append(q, projected(q)[0])
     return p, chi2, ([p], bounds)
 
 
@@ -681,8 +696,8 @@ class ThresholdFit:
         One sentence stating the outcome.
     position, y, se, fitted, bump_fitted : ndarray
         The splits used, the data and both fitted curves.
-    r0_fitted : ndarray
-        :math:`R_0` of the fitted link at the grid points used.
+    grid, r0_fitted : ndarray
+        The grid points used and :math:`R_0` of the fitted link there.
     x_c_boot : ndarray (n_boot,)
         Bootstrap replicates of :math:`x_c` (intervals at other levels are their quantiles).
     bootstrap : {"samples", "curve points"}
@@ -719,6 +734,7 @@ class ThresholdFit:
     fitted: np.ndarray = field(repr=False)
     bump_fitted: np.ndarray = field(repr=False)
     r0_fitted: np.ndarray = field(repr=False)
+    grid: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     x_c_boot: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     bootstrap: str = "samples"
     n_boot: int = 0
@@ -796,7 +812,7 @@ class ThresholdFit:
                 f"vs bump dAIC={self.delta_aic:+.3g}: {self.verdict})")
 
 
-_FIT_ARRAYS = ("position", "y", "se", "fitted", "bump_fitted", "r0_fitted", "x_c_boot")
+_FIT_ARRAYS = ("position", "y", "se", "fitted", "bump_fitted", "r0_fitted", "grid", "x_c_boot")
 
 
 def _verdict(delta_aic, p_value, bump_p_value, alpha) -> tuple[bool, str]:
@@ -952,7 +968,7 @@ def fit_threshold(curve, *, M: int, N: int, link: str = "loglinear", measured=No
         bump_chi2=bump_chi2, bump_p_value=bump_p, bump_aic=bump_aic, delta_aic=aic - bump_aic,
         lr_statistic=chi2 - bump_chi2, falsified=falsified, verdict=verdict,
         position=data.position.copy(), y=data.y.copy(), se=data.se.copy(), fitted=fitted,
-        bump_fitted=_bump(bump, u), r0_fitted=model.r0(params), x_c_boot=np.array(boot_xc, dtype=float),
+        bump_fitted=_bump(bump, u), r0_fitted=model.r0(params), grid=data.grid.copy(), x_c_boot=np.array(boot_xc, dtype=float),
         bootstrap="samples" if use_samples else "curve points", n_boot=n_boot, level=level,
         seed=rng if isinstance(rng, (int, type(None))) else None,
         interpolation_error=table.interpolation_error, log_grid=data.log_grid,
@@ -988,7 +1004,10 @@ class HeldOutResult:
     covered, height_covered : ndarray of bool
         Whether prediction and observation agree within the level's normal quantile times
         the combined standard deviation (locations compared in :math:`\log x` on
-        logarithmic curves).
+        logarithmic curves).  The predicted location's deviation combines the bootstrap's
+        with the grid's resolution, :math:`h^2/12` for the local split spacing :math:`h`
+        (a predicted curve peaks at a split or between neighbours, so replicates can agree
+        exactly while the location is only known to a spacing).
     statistic, level, n_boot, seed
     """
 
@@ -1156,7 +1175,12 @@ def heldout_prediction(train, test, *, M: int, N: int, link: str = "measured_sca
         peak = tr.find_peak(pr.curve, statistic=statistic, n_boot=max(n_boot, 2), level=level,
                             rng=peak_gen)
         to_u = np.log if m.data.log_grid else (lambda v: v)
-        se_pred = float(np.std(to_u(boot_loc[:, i]), ddof=1))
+        # the predicted peak sits on a discrete grid of splits: add the resolution of a
+        # uniform error over one local split spacing h (variance h^2/12) to the bootstrap's
+        u_pos = to_u(m.data.position)
+        j = int(np.argmin(np.abs(u_pos - to_u(point[i, 0]))))
+        h = float(np.diff(u_pos)[min(j, u_pos.size - 2)]) if u_pos.size > 1 else 0.0
+        se_pred = math.sqrt(float(np.var(to_u(boot_loc[:, i]), ddof=1)) + h * h / 12.0)
         lo_u, hi_u = to_u(peak.location_ci[0]), to_u(peak.location_ci[1])
         se_obs = float(hi_u - lo_u) / (2.0 * z)  # half-width of the interval in units of z
         diff = abs(float(to_u(point[i, 0]) - to_u(peak.location)))
