@@ -39,7 +39,8 @@ from . import store
 from .task import RunningSumTask
 
 __all__ = ["MeasureSettings", "ScaleMeasurement", "TrainingScan", "check_disjoint",
-           "greedy_accuracy", "measure_models", "power_law_crossing", "training_scan"]
+           "emergence_point", "greedy_accuracy", "measure_models", "power_law_crossing",
+           "training_scan"]
 
 logger = logging.getLogger(__name__)
 
@@ -530,3 +531,28 @@ def training_scan(zoo_model, *, settings: MeasureSettings | None = None, n_sampl
     curve = scan.indicators(L=1, measures=("linear",))["linear"]
     peak = find_peak(curve, statistic="value", n_boot=200, n_perm=200, rng=seeds[1])
     return TrainingScan(measurement=measurement, indicator=curve, peak=peak, prompt=prompt)
+
+
+def emergence_point(x, accuracy, *, level: float = 0.5) -> float:
+    r"""First position where ``accuracy`` rises through ``level``, interpolated in log x.
+
+    Returns ``nan`` when it never does.  Used for the observed (measured accuracy) and the
+    predicted (theory's accuracy) emergence points.
+
+    Examples
+    --------
+    >>> round(emergence_point([10, 100, 1000], [0.1, 0.3, 0.7]), 3)
+    316.228
+    """
+    x = check.array("x", x, ndim=1, low=0.0)
+    if np.any(x <= 0):
+        raise ValueError(f"x must be positive (it is interpolated in log x), got {x.min()!r}")
+    y = np.asarray(accuracy, dtype=float)
+    level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    if y.shape != x.shape:
+        raise ValueError(f"accuracy must have the shape of x {x.shape}, got {y.shape}")
+    for i in range(len(x) - 1):
+        if y[i] < level <= y[i + 1]:
+            u = (level - y[i]) / (y[i + 1] - y[i])
+            return float(np.exp(np.log(x[i]) + u * (np.log(x[i + 1]) - np.log(x[i]))))
+    return math.nan
