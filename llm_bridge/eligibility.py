@@ -135,9 +135,11 @@ class TopK:
             raise ValueError(
                 f"k must be at most the vocabulary size {logp.shape[-1]}, got {self.k}"
             )
-        _, order = torch.sort(logp, dim=-1, descending=True, stable=True)
-        mask = torch.zeros(logp.shape, dtype=torch.bool, device=logp.device)
-        return mask.scatter(-1, order[..., : self.k], True)
+        kth = torch.topk(logp, self.k, dim=-1).values[..., -1:]
+        above = logp > kth
+        tied = logp == kth
+        room = self.k - above.sum(dim=-1, keepdim=True)
+        return above | (tied & (torch.cumsum(tied, dim=-1) <= room))
 
     @property
     def parameter(self) -> int:

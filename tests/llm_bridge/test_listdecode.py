@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_bridge.eligibility import Nucleus, Threshold, TopK, parse_rule
 from llm_bridge.listdecode import list_decode
@@ -300,3 +302,41 @@ def test_short_list_decode_on_the_default_model(default_lm):
     nodes = res.records.nodes
     expanded = nodes["children"] >= 0
     assert np.all(nodes["children"][expanded] <= 20)  # at most 1/theta tokens have p >= theta
+
+
+# ----------------------------------------------------------------------- rules
+_logits = st.lists(st.floats(-8, 8, allow_nan=False), min_size=2, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_logits, st.floats(0.01, 1.0))
+def test_nucleus_is_the_smallest_top_set_reaching_top_p(z, top_p):
+    logp = torch.log_softmax(torch.tensor([z], dtype=torch.float64), dim=-1)
+    mask = Nucleus(top_p).eligible(logp)[0]
+    p = logp.exp()[0]
+    inside, outside = p[mask], p[~mask]
+    assert mask[torch.argmax(p)]
+    assert float(inside.sum()) >= min(top_p, 1.0) - 1e-12 or not bool((~mask).any())
+    if outside.numel():
+        assert float(inside.min()) >= float(outside.max())
+    assert float(inside.sum() - inside.min()) < top_p + 1e-12  # minimal
+
+
+@settings(max_examples=60, deadline=None)
+@given(_logits, st.floats(0.001, 1.0), st.integers(1, 12))
+def test_threshold_and_top_k_masks(z, theta, k):
+    logp = torch.log_softmax(torch.tensor([z], dtype=torch.float64), dim=-1)
+    p = logp.exp()[0]
+    np.testing.assert_array_equal(Threshold(theta).eligible(logp)[0].numpy(),
+                                  (p >= theta).numpy())
+    if k <= len(z):
+        mask = TopK(k).eligible(logp)[0]
+        assert int(mask.sum()) == k
+        if k < len(z):
+            assert float(p[mask].min()) >= float(p[~mask].max())
+
+
+def test_top_k_breaks_ties_by_the_lower_token_id():
+    logp = torch.log(torch.tensor([[0.1, 0.3, 0.3, 0.3], [0.25, 0.25, 0.25, 0.25]]))
+    assert TopK(2).eligible(logp).tolist() == [[False, True, True, False],
+                                               [True, True, False, False]]
