@@ -107,3 +107,17 @@ def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_bridge_step_on_a_tiny_model(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from llm_bridge.commands.demo import _bridge
+
+    lm = tiny_model(16, seed=0)
+    scan = scans.temperature_scan(lm, [1, 2, 3], GRID, n_samples=16, n_tokens=3, eos="none",
+                                  rng=0, progress=False)
+    assert _bridge(SimpleNamespace(out=tmp_path, seed=0), lm, scan) == 0
+    printed = capsys.readouterr().out
+    assert "fitted threshold T_c" in printed and "verdict:" in printed and "measured R0(T)" in printed
+    assert (tmp_path / "bridge.png").is_file()
