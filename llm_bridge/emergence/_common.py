@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import scipy.linalg
 
 from branching import _validate as check
 
@@ -87,8 +88,8 @@ class Projection:
             # eigenvectors of the d x d covariance: cheaper than an SVD when n > d
             covariance = z.T @ z / n if n >= d else None
             if covariance is not None:
-                values, vectors = np.linalg.eigh(covariance)
-                self.components = vectors[:, ::-1][:, :dim]
+                _, vectors = scipy.linalg.eigh(covariance, subset_by_index=[d - dim, d - 1])
+                self.components = vectors[:, ::-1]
             else:
                 _, _, vt = np.linalg.svd(z, full_matrices=False)
                 self.components = vt[:dim].T

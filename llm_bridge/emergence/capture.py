@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def _run_hooked(lm, ids: torch.Tensor, sinks: dict[int, callable]) -> None:
                     value = args[0] if args else kwargs["hidden_states"]
                     _sink(value.float().cpu().numpy())
                 handles.append(stack[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
-        with torch.inference_mode():
+        # transformers may import submodules (and add warnings filters) on first use
+        with torch.inference_mode(), warnings.catch_warnings():
             _trunk(lm.model)(input_ids=ids.to(lm.device), use_cache=False)
     finally:
         for handle in handles:
@@ -124,7 +126,8 @@ def block_io(lm, ids, layer: int) -> tuple[np.ndarray, np.ndarray]:
     handles = [stack[layer].register_forward_pre_hook(pre_hook, with_kwargs=True),
                stack[layer].register_forward_hook(hook)]
     try:
-        with torch.inference_mode():
+        # transformers may import submodules (and add warnings filters) on first use
+        with torch.inference_mode(), warnings.catch_warnings():
             _trunk(lm.model)(input_ids=ids.to(lm.device), use_cache=False)
     finally:
         for handle in handles:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 
 import torch
 
@@ -88,7 +89,7 @@ def random_init(lm, *, seed: int = 0):
         Same tokenizer and configuration; ``name`` gains ``" (random init, seed=...)"``.
     """
     seed = check.integer("seed", seed, low=0)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(seed)
         model = type(lm.model)(lm.model.config)
     model = model.to(device=lm.device, dtype=lm.dtype).eval()
