@@ -25,11 +25,22 @@ from pathlib import Path
 
 def make(out_dir: Path, *, quick: bool = False) -> list[Path]:
     """Train (or load) the family, measure it and draw the figure; returns the written paths."""
+    import torch
+
+    cache = Path(out_dir) / "cache"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: extra threads only oversubscribe the cores
+    try:
+        return _make(out_dir, quick, cache)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _make(out_dir: Path, quick: bool, cache: Path) -> list[Path]:
     from llm_bridge.zoo import get_family, train_family
     from llm_bridge.zoo.measure import MeasureSettings, measure_models, training_scan
     from llm_bridge.zoo.plot import plot_scale
 
-    cache = Path(out_dir) / "cache"
     family = get_family("quick" if quick else "default")
     models = train_family(family, cache_dir=cache, progress=not quick)
     settings = MeasureSettings(n_measure=60, n_test=60) if quick else MeasureSettings(
