@@ -12,6 +12,7 @@ Quick mode uses a tiny random model.  Representations are kept under
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -63,8 +64,9 @@ def benchmark(*, quick: bool = False):
 def make(out_dir: Path, *, quick: bool = False) -> list[Path]:
     """Compute (or reuse) the results and draw the figure; returns the written paths."""
     out_dir = Path(out_dir)
-    found = results(out_dir, quick=quick)
-    table = benchmark(quick=quick)
+    with warnings.catch_warnings():  # first imports of torch/transformers add filters
+        found = results(out_dir, quick=quick)
+        table = benchmark(quick=quick)
     main = found["category lists"]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), constrained_layout=True)
     ax = axes[0, 0]
