@@ -22,6 +22,8 @@ Modules
 ``capture``   block inputs/outputs by forward hooks, streamed to ``.npy`` files on disk
 ``metric``    :math:`E(l)` and :math:`E_l(t)` with bands over seeds
 ``controls``  near-identity blocks and randomly initialised copies of a model
+``known_mi``  every estimator on correlated Gaussians of known MI
+``experiment`` datasets and controls by name, capture + metric in one call
 
 Names are imported lazily, so ``import llm_bridge.emergence`` does not import torch.
 """
@@ -40,6 +42,18 @@ _LAZY = {
     "ESTIMATORS": "mi",
     "infonce_mi": "neural",
     "mine_mi": "neural",
+    "TokenDataset": "data",
+    "category_lists": "data",
+    "icl_lists": "data",
+    "text_windows": "data",
+    "Representations": "capture",
+    "EmergenceResult": "metric",
+    "emergence": "metric",
+    "near_identity": "controls",
+    "random_init": "controls",
+    "known_mi_benchmark": "known_mi",
+    "build_dataset": "experiment",
+    "run_experiment": "experiment",
 }
 
 __all__ = sorted(_LAZY)
