@@ -20,6 +20,13 @@ _LAZY = {
     "score": "sampling",
     "output_logits": "sampling",
     "iter_output_logits": "sampling",
+    "Threshold": "eligibility",
+    "Nucleus": "eligibility",
+    "TopK": "eligibility",
+    "list_decode": "listdecode",
+    "ListDecodeResult": "listdecode_result",
+    "R0Scan": "r0_scan",
+    "theory_model": "theory_lm",
 }
 
 __all__ = sorted(_LAZY)

@@ -6,7 +6,7 @@ import pytest
 
 from paper_figures.__main__ import figure_modules
 
-REAL_MODEL = {"fig_temperature_scan", "fig_prompt_scan"}
+REAL_MODEL = {"fig_temperature_scan", "fig_prompt_scan", "fig_bridge", "fig_scale"}  # or long
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,483 @@
+r"""A real list decoder on a real language model.
+
+Starting from a prompt :math:`c`, the list at depth 0 is :math:`\{c\}`; every candidate
+:math:`s` in the list at depth :math:`t` proposes all of its *eligible* next tokens
+(:mod:`llm_bridge.eligibility`, from :math:`p_T(\cdot\mid s)=\operatorname{softmax}(z(s)/T)`),
+and the list at depth :math:`t+1` is the set of eligible children.  An *oracle*
+continuation :math:`y^*` -- a given reference or the model's own greedy continuation --
+classifies candidates: the oracle candidate :math:`c\,y^*_{1:t}` and the *erroneous* ones,
+which left the oracle path at some depth and never return.  This is the list decoder of the
+branching theory (:mod:`branching.model`) run on the model itself, and it records
+
+* per depth: the list size, the number :math:`Z_t` of erroneous candidates and whether the
+  oracle candidate is still in the list;
+* per expanded candidate (*node*): its number of eligible tokens (the offspring of an
+  erroneous node), for the oracle node the number of eligible wrong tokens (immigration)
+  and whether the correct token was eligible (else a miss), its parent, token, weight and
+  the depth at which it left the oracle path.
+
+Every depth goes through the model like beam search: the key/value cache rows of the parents
+of the new candidates are gathered (``index_select`` on the batch axis of each layer) and
+the new tokens run in batches of ``batch_size`` in one forward call each.
+
+A cap bounds the work: when the erroneous children of a depth outnumber ``cap - 1``, a
+uniform sample of ``cap - 1`` of them (``cap`` if the oracle is gone) is kept and their
+weights are multiplied by (number of children) / (number kept).  Every weighted total --
+:math:`Z_t`, the offspring sums -- stays unbiased (Horvitz-Thompson); the oracle candidate
+is never dropped.  :func:`list_decode` returns a
+:class:`~llm_bridge.listdecode_result.ListDecodeResult` with the estimates
+(:math:`R_0`, immigration, :math:`\delta`, dispersion) and the theory's prediction.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import numbers
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from branching import _validate as check
+
+from .eligibility import Nucleus, Threshold, TopK
+from .listdecode_result import ListDecodeResult, Records
+from .models import LanguageModel
+from .offspring_stats import BOOTSTRAP_KINDS
+
+with warnings.catch_warnings():  # transformers installs warnings filters when imported
+    from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+__all__ = ["list_decode", "prepare_inputs", "seed_sequence"]
+
+logger = logging.getLogger(__name__)
+
+_RULE_TYPES = (Threshold, Nucleus, TopK)
+
+
+# ======================================================================== inputs
+def _is_id_sequence(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value.ndim == 1 and np.issubdtype(value.dtype, np.integer)
+    return (isinstance(value, Sequence) and not isinstance(value, str) and len(value) > 0
+            and all(isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool)
+                    for v in value))
+
+
+def _as_list(value, name: str) -> list:
+    """One prompt (text or ids) -> ``[value]``; a sequence of prompts -> list."""
+    if isinstance(value, str) or _is_id_sequence(value):
+        return [value]
+    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str):
+        return list(value)
+    raise ValueError(f"{name} must be text, token ids, or a list of those, got {value!r:.80}")
+
+
+def _ids(lm: LanguageModel, value, name: str, *, chat: bool = False, special: bool = True):
+    """Token ids of text or of an id sequence, checked against the vocabulary."""
+    if isinstance(value, str):
+        if not value:
+            raise ValueError(f"{name} must be non-empty text or token ids, got ''")
+        if lm.tokenizer is None:
+            raise ValueError(
+                f"{name} is text but model {lm.name!r} has no tokenizer (not tokenizable); "
+                f"pass token ids"
+            )
+        if special:
+            ids = lm.encode(value, chat=chat)
+        else:
+            ids = lm.tokenizer(value, add_special_tokens=False)["input_ids"]
+    elif _is_id_sequence(value):
+        ids = value.detach().cpu().tolist() if isinstance(value, torch.Tensor) else list(value)
+    else:
+        raise ValueError(f"{name} must be non-empty text or a 1-d sequence of token ids, "
+                         f"got {value!r:.80}")
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    if ids.size == 0:
+        raise ValueError(f"{name} is not tokenizable: it encodes to no token, got {value!r:.80}")
+    bad = (ids < 0) | (ids >= lm.vocab_size)
+    if bad.any():
+        raise ValueError(f"{name} must hold token ids in [0, {lm.vocab_size - 1}]; entry "
+                         f"{int(np.argmax(bad))} is {int(ids[np.argmax(bad)])}")
+    return ids
+
+
+def prepare_inputs(lm: LanguageModel, prompts, oracle="greedy", n_steps=None, *,
+                   chat: bool = False):
+    """Validated prompt ids, oracle ids (``None`` for greedy) and the number of steps.
+
+    Parameters
+    ----------
+    lm : LanguageModel
+    prompts : str, sequence of int, or a non-empty list of those
+    oracle : "greedy", str, sequence of int, or a list of those (one per prompt)
+        Text is encoded without special tokens.
+    n_steps : int, optional
+        Depth of the decode; default: the length of the reference oracles (all equal).
+    chat : bool
+        Encode text prompts with the chat template.
+
+    Returns
+    -------
+    (list of ndarray, list of ndarray or None, int)
+
+    Raises
+    ------
+    ValueError
+        Naming ``prompts``, ``oracle`` or ``n_steps``: no prompt, a prompt or oracle that is
+        not tokenizable or out of the vocabulary, an oracle shorter than ``n_steps`` or one
+        per prompt missing, or prompt plus ``n_steps`` longer than the context.
+    """
+    items = _as_list(prompts, "prompts")
+    if not items:
+        raise ValueError("prompts must contain at least one prompt (the list at depth 0 "
+                         "would be empty), got none")
+    prompt_ids = [_ids(lm, p, f"prompts[{i}]", chat=chat) for i, p in enumerate(items)]
+    if isinstance(oracle, str) and oracle == "greedy":
+        oracle_ids = None
+        if n_steps is None:
+            raise ValueError("n_steps must be given (an integer >= 1) with oracle='greedy'")
+        n_steps = check.integer("n_steps", n_steps, low=1)
+    else:
+        references = _as_list(oracle, "oracle")
+        if len(items) > 1 and len(references) != len(items):
+            raise ValueError(f"oracle must be 'greedy' or one reference per prompt "
+                             f"({len(items)}), got {len(references)}")
+        if len(items) == 1 and len(references) != 1:
+            raise ValueError("oracle must be 'greedy' or one reference (text or token ids) "
+                             "for the single prompt")
+        oracle_ids = [_ids(lm, r, f"oracle[{i}]", special=False)
+                      for i, r in enumerate(references)]
+        lengths = {len(r) for r in oracle_ids}
+        if n_steps is None:
+            if len(lengths) != 1:
+                raise ValueError(f"oracle references have different lengths {sorted(lengths)}; "
+                                 f"pass n_steps (at most the shortest)")
+            n_steps = lengths.pop()
+        n_steps = check.integer("n_steps", n_steps, low=1)
+        for i, r in enumerate(oracle_ids):
+            if len(r) < n_steps:
+                raise ValueError(f"oracle[{i}] has {len(r)} tokens, fewer than "
+                                 f"n_steps={n_steps}")
+        oracle_ids = [r[:n_steps] for r in oracle_ids]
+    for i, p in enumerate(prompt_ids):
+        if len(p) + n_steps > lm.context_length:
+            what = "n_steps" if oracle_ids is None else f"oracle[{i}]"
+            raise ValueError(
+                f"{what}: prompt {i} ({len(p)} tokens) plus {n_steps} oracle steps needs "
+                f"{len(p) + n_steps} positions, longer than the context of {lm.name!r} "
+                f"({lm.context_length})"
+            )
+    return prompt_ids, oracle_ids, n_steps
+
+
+def seed_sequence(rng) -> np.random.SeedSequence:
+    """One :class:`numpy.random.SeedSequence` from ``None | int | SeedSequence | Generator``."""
+    if isinstance(rng, np.random.SeedSequence):
+        return rng
+    if isinstance(rng, np.random.Generator):
+        return np.random.SeedSequence(int(rng.integers(0, 2**63 - 1)))
+    if rng is None:
+        return np.random.SeedSequence()
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.SeedSequence(int(rng))
+    raise ValueError(
+        f"rng must be None, a non-negative int, a SeedSequence or a Generator, got {rng!r}"
+    )
+
+
+# ======================================================================== model plumbing
+@functools.lru_cache(maxsize=None)
+def _accepts_logits_to_keep(model_class) -> bool:
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
+
+
+def _compute_dtype(lm: LanguageModel) -> torch.dtype:
+    return torch.float64 if lm.dtype == torch.float64 else torch.float32
+
+
+def _run(lm: LanguageModel, ids: torch.Tensor, cache):
+    """Logits of the last position, in the compute dtype, and the updated cache."""
+    kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(type(lm.model)) else {}
+    out = lm.model(ids, cache=cache, use_cache=True, **kwargs)
+    logits = out.logits[:, -1].to(_compute_dtype(lm))
+    if not bool(torch.isfinite(logits.amax(dim=-1)).all()):
+        raise FloatingPointError(f"{lm.name} produced NaN or infinite logits")
+    return logits, out.cache
+
+
+def _layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(keys, values)`` of every layer of a full-attention growing cache."""
+    layers = getattr(cache, "layers", None)
+    if not layers or not all(isinstance(layer, DynamicLayer) and not layer.is_sliding
+                             for layer in layers):
+        raise ValueError(
+            "the list decoder needs a model whose key/value cache has plain full-attention "
+            f"layers (DynamicLayer); got {type(cache).__name__} with "
+            f"{sorted({type(layer).__name__ for layer in (layers or [])})}"
+        )
+    return [(layer.keys, layer.values) for layer in layers]
+
+
+def _cache_of(layers) -> Cache:
+    """A cache holding the given per-layer key and value tensors (no copy)."""
+    built = []
+    for keys, values in layers:
+        layer = DynamicLayer()
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+        built.append(layer)
+    return DynamicCache() if not built else Cache(layers=built)
+
+
+def _advance(lm, layers, parents: np.ndarray, tokens: np.ndarray, batch_size: int):
+    """Logits after appending ``tokens[i]`` to candidate ``parents[i]``, and the new cache."""
+    index = torch.as_tensor(parents, dtype=torch.long, device=lm.device)
+    ids = torch.as_tensor(tokens, dtype=torch.long, device=lm.device)[:, None]
+    logits, chunks = [], []
+    for start in range(0, len(parents), batch_size):
+        rows = index[start:start + batch_size]
+        cache = _cache_of([(k.index_select(0, rows), v.index_select(0, rows))
+                           for k, v in layers])
+        chunk_logits, cache = _run(lm, ids[start:start + batch_size], cache)
+        logits.append(chunk_logits)
+        chunks.append(_layers(cache))
+    if len(chunks) == 1:
+        return logits[0], chunks[0]
+    merged = [(torch.cat([c[i][0] for c in chunks]), torch.cat([c[i][1] for c in chunks]))
+              for i in range(len(chunks[0]))]
+    return torch.cat(logits), merged
+
+
+def _log_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    scaled = logits / temperature
+    if not bool(torch.isfinite(scaled.amax(dim=-1)).all()):
+        raise ValueError(f"temperature {temperature!r} is too small for these logits: "
+                         "logits / temperature overflows")
+    return torch.log_softmax(scaled, dim=-1)
+
+
+# ======================================================================== one prompt
+class _Tree:
+    """Node records of one prompt, appended depth by depth."""
+
+    def __init__(self, n_steps: int):
+        self.columns = {name: [] for name in Records.NODE_FIELDS}
+        self.list_size = np.zeros(n_steps + 1, dtype=np.int64)
+        self.n_erroneous = np.zeros(n_steps + 1)
+        self.oracle_in_list = np.zeros(n_steps + 1, dtype=bool)
+        self.capped = np.zeros(n_steps + 1, dtype=bool)
+        self.oracle_ids = np.full(n_steps, -1, dtype=np.int64)
+        self.size = 0
+
+    def add(self, **columns) -> np.ndarray:
+        n = len(columns["depth"])
+        for name, values in columns.items():
+            self.columns[name].append(np.asarray(values))
+        ids = np.arange(self.size, self.size + n)
+        self.size += n
+        return ids
+
+
+def _decode_prompt(lm, prompt, oracle, n_steps, rule, temperature, cap, batch_size, gen,
+                   bar):
+    tree = _Tree(n_steps)
+    with torch.no_grad():
+        logits, layers = _run(lm, torch.as_tensor(prompt, device=lm.device)[None, :], None)
+        layers = _layers(layers)
+    # the list at the current depth
+    parent = np.array([-1])
+    token = np.array([-1])
+    weight = np.array([1.0])
+    on_oracle = np.array([True])
+    diverged = np.array([-1])
+    tree.n_erroneous[0] = 0.0
+    for t in range(n_steps + 1):
+        n = len(parent)
+        tree.list_size[t] = n
+        tree.oracle_in_list[t] = bool(on_oracle.any())
+        if t == n_steps or n == 0:
+            if n:
+                tree.add(depth=np.full(n, t), parent=parent, token=token, weight=weight,
+                         oracle=on_oracle, diverged=diverged, children=np.full(n, -1),
+                         wrong=np.full(n, -1), missed=np.zeros(n, dtype=bool),
+                         eligible_mass=np.full(n, np.nan))
+            break
+        logq = _log_probs(logits, temperature)
+        mask = rule.eligible(logq)
+        children = mask.sum(dim=1).cpu().numpy().astype(np.int64)
+        mass = torch.where(mask, logq.exp().to(torch.float64), 0.0).sum(dim=1).cpu().numpy()
+        wrong = np.full(n, -1, dtype=np.int64)
+        missed = np.zeros(n, dtype=bool)
+        oracle_rows = np.flatnonzero(on_oracle)
+        y = -1
+        if oracle_rows.size:
+            r = int(oracle_rows[0])
+            y = int(torch.argmax(logq[r])) if oracle is None else int(oracle[t])
+            tree.oracle_ids[t] = y
+            hit = bool(mask[r, y])
+            missed[r] = not hit
+            wrong[r] = children[r] - int(hit)
+        ids = tree.add(depth=np.full(n, t), parent=parent, token=token, weight=weight,
+                       oracle=on_oracle, diverged=diverged, children=children, wrong=wrong,
+                       missed=missed, eligible_mass=mass)
+        rows, toks = (a.cpu().numpy() for a in torch.nonzero(mask, as_tuple=True))
+        child_oracle = on_oracle[rows] & (toks == y)
+        child_weight = weight[rows]
+        child_diverged = np.where(on_oracle[rows] & ~child_oracle, t + 1, diverged[rows])
+        err = np.flatnonzero(~child_oracle)
+        tree.n_erroneous[t + 1] = float(child_weight[err].sum())
+        keep_oracle = np.flatnonzero(child_oracle)
+        room = None if cap is None else cap - keep_oracle.size
+        if room is not None and err.size > room:
+            chosen = np.sort(gen.choice(err, size=room, replace=False))
+            child_weight = child_weight.copy()
+            child_weight[chosen] *= err.size / room
+            tree.capped[t + 1] = True
+            err = chosen
+        keep = np.sort(np.concatenate([keep_oracle, err]))
+        parent, token = ids[rows[keep]], toks[keep]
+        weight, on_oracle = child_weight[keep], child_oracle[keep]
+        diverged = child_diverged[keep]
+        if t + 1 < n_steps and keep.size:
+            with torch.no_grad():
+                logits, layers = _advance(lm, layers, rows[keep], token, batch_size)
+        bar.update()
+    bar.update(n_steps - min(t, n_steps))
+    columns = {name: np.concatenate(values) if values else np.zeros(0)
+               for name, values in tree.columns.items()}
+    return tree, columns
+
+
+# ======================================================================== public
+def list_decode(
+    lm: LanguageModel,
+    prompts,
+    *,
+    rule,
+    oracle="greedy",
+    n_steps: int | None = None,
+    temperature: float = 1.0,
+    cap: int | None = 256,
+    batch_size: int = 64,
+    chat: bool = False,
+    bootstrap: str = "both",
+    n_boot: int = 400,
+    level: float = 0.95,
+    rng=None,
+    progress: bool = False,
+) -> ListDecodeResult:
+    r"""Run the list decoder on a language model and measure its branching parameters.
+
+    Parameters
+    ----------
+    lm : LanguageModel
+        Any loaded model (:func:`~llm_bridge.models.load_model`,
+        :func:`~llm_bridge.models.tiny_model`, :func:`~llm_bridge.theory_lm.theory_model`).
+    prompts : str, sequence of int, or a non-empty list of those
+        The prompts (text needs a tokenizer; it is encoded with ``lm.encode``).
+    rule : Threshold, Nucleus or TopK
+        The eligibility rule (:mod:`llm_bridge.eligibility`).
+    oracle : "greedy", or a reference (text or ids), or one reference per prompt
+        The correct continuation: the model's own greedy continuation (argmax of the
+        logits, first index on ties), or given tokens.  Reference text is encoded without
+        special tokens.
+    n_steps : int, optional
+        Depth :math:`T` of the decode; needed with ``oracle="greedy"``, else defaults to
+        the references' length (longer references are cut to ``n_steps``).
+    temperature : float
+        :math:`T > 0` in :math:`p_T = \mathrm{softmax}(z/T)`.
+    cap : int or None
+        Largest list kept per depth (``>= 2``), see the module docstring; ``None`` for no
+        cap (the list may grow like :math:`R_0^t`).
+    batch_size : int
+        Candidates per forward call.
+    chat : bool
+        Encode text prompts with the chat template.
+    bootstrap : {"prompts", "nodes", "both"}
+        Resampling scheme of the intervals (:func:`~llm_bridge.offspring_stats.bootstrap_estimates`).
+    n_boot : int
+        Bootstrap replicates, ``>= 20``.
+    level : float
+        Confidence level, in (0, 1).
+    rng : None, int, SeedSequence or Generator
+        Randomness of the cap's subsampling and of the bootstrap.
+    progress : bool
+        Show a progress bar over prompts and depths.
+
+    Returns
+    -------
+    ListDecodeResult
+        The records, every parameter and the seed; ``.estimates`` (``r0``, ``immigration``,
+        ``delta``, dispersion, with intervals), ``.predict()``, ``.to_pandas()``,
+        ``.save()``.
+
+    Raises
+    ------
+    ValueError
+        Bad parameters (named), a rule that is not an eligibility rule, or inputs refused by
+        :func:`prepare_inputs`.  A list that dies out is a result, not an error.
+
+    Notes
+    -----
+    The estimates are :math:`\hat R_0=\sum_i w_i\xi_i/\sum_i w_i` over erroneous nodes,
+    the immigration mean over oracle nodes, and :math:`\hat\delta` = fraction of oracle
+    nodes whose correct token was not eligible (details in
+    :mod:`llm_bridge.offspring_stats`).  Nothing here is stochastic except the cap's
+    subsampling: with ``cap=None`` the records are a deterministic function of the model.
+
+    Examples
+    --------
+    >>> from llm_bridge.models import tiny_model
+    >>> from llm_bridge.eligibility import Threshold
+    >>> lm = tiny_model(8, seed=0)
+    >>> res = list_decode(lm, [[1, 2], [3, 4]], rule=Threshold(0.15), n_steps=4, rng=0)
+    >>> res.n_erroneous.shape
+    (2, 5)
+    >>> bool(res.estimates.r0_defined)
+    True
+    """
+    if not isinstance(rule, _RULE_TYPES):
+        raise ValueError(f"rule must be Threshold, Nucleus or TopK (llm_bridge.eligibility), "
+                         f"got {rule!r:.80}")
+    temperature = check.real("temperature", temperature, low=0.0, low_open=True)
+    if cap is not None:
+        cap = check.integer("cap", cap, low=2)
+    batch_size = check.integer("batch_size", batch_size, low=1)
+    check.choice("bootstrap", bootstrap, BOOTSTRAP_KINDS)
+    n_boot = check.integer("n_boot", n_boot, low=20)
+    level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
+    if isinstance(rule, TopK) and rule.k > lm.vocab_size:
+        raise ValueError(f"k must be at most the vocabulary size {lm.vocab_size}, got {rule.k}")
+    prompt_ids, oracle_ids, n_steps = prepare_inputs(lm, prompts, oracle, n_steps, chat=chat)
+    seed = seed_sequence(rng)
+    decode_seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key).spawn(2)[0]
+    gens = [np.random.default_rng(s) for s in decode_seed.spawn(len(prompt_ids))]
+    from tqdm.auto import tqdm
+
+    trees, columns = [], []
+    with tqdm(total=len(prompt_ids) * n_steps, disable=not progress, desc="list decode",
+              unit="depth", leave=False) as bar:
+        for i, prompt in enumerate(prompt_ids):
+            tree, nodes = _decode_prompt(
+                lm, prompt, None if oracle_ids is None else oracle_ids[i], n_steps, rule,
+                temperature, cap, batch_size, gens[i], bar,
+            )
+            nodes["prompt"] = np.full(len(nodes["depth"]), i)
+            trees.append(tree)
+            columns.append(nodes)
+            logger.debug("prompt %d: list sizes %s", i, tree.list_size.tolist())
+    records = Records.from_trees(trees, columns)
+    return ListDecodeResult(
+        model_name=str(lm.name), vocab_size=int(lm.vocab_size), rule=rule,
+        temperature=temperature, n_steps=n_steps, cap=cap,
+        oracle_kind="greedy" if oracle_ids is None else "reference",
+        prompt_ids=tuple(tuple(int(x) for x in p) for p in prompt_ids),
+        records=records, bootstrap=bootstrap, n_boot=n_boot, level=level,
+        seed_entropy=seed.entropy, seed_spawn_key=tuple(int(k) for k in seed.spawn_key),
+    )
