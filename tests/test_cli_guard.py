@@ -52,6 +52,13 @@ BAD_INPUTS = [
     ("simulate-runs-word", ["simulate", *MODEL, "--runs", "many"], "--runs"),
     ("simulate-runs-fraction", ["simulate", *MODEL, "--runs", "1.5"], "--runs"),
     ("simulate-unknown-flag", ["simulate", *MODEL, "--bogus", "1"], "--bogus"),
+    # bridge, zoo, emergence
+    ("bridge-measure-out-under-file", ["bridge", "measure", "--model", "tiny:16", "--prompt", "1 2",
+                                       "--grid", "0.5:1:3", "--out", "{file}/x"], "--out"),
+    ("bridge-fit-out-under-file", ["bridge", "fit", "--scan", "{tmp}/none.npz", "--vocab", "16",
+                                   "--out", "{file}/x"], "--"),
+    ("zoo-measure-out-under-file", ["zoo", "measure", "--out", "{file}/x"], "--out"),
+    ("emergence-out-under-file", ["emergence", "--out", "{file}/x"], "--out"),
     # sweep
     ("sweep-out-proc", [*SWEEP, "--out", "/proc/x.csv"], "--out"),
     ("sweep-out-dir", [*SWEEP, "--out", "{tmp}"], "--out"),

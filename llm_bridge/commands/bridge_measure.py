@@ -123,9 +123,11 @@ def run(args) -> int:
     from llm_bridge.eligibility import parse_rule
     from llm_bridge.r0_scan import r0_scan
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is not a directory")
+    from branching.commands._paths import check_output_dir
+
+    out = check_output_dir("--out", args.out)
+    if args.cache_dir is not None:
+        check_output_dir("--cache-dir", args.cache_dir)
     rule = parse_rule(args.rule)
     grid = _grid(args)
     cap = None if args.cap == 0 else args.cap
