@@ -234,7 +234,7 @@ def test_damaged_piece_of_an_interrupted_scan_is_reported_and_recomputed(
     from llm_bridge import sampling
 
     reference = _scan(tmp_path / "fresh", capsys)
-    real, calls = sampling.sample, []
+    real, calls = sampling._draw, []
 
     def stop_at_second_point(*args, **kwargs):
         calls.append(1)
@@ -242,11 +242,13 @@ def test_damaged_piece_of_an_interrupted_scan_is_reported_and_recomputed(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sampling, "sample", stop_at_second_point)
-    code, _, err = run([*TEMPERATURE, "--seed", "3", "--out", tmp_path / "o",
-                        "--cache-dir", tmp_path / "cache"], capsys)
+    # One grid point per forward pass (3 samples per point), so the first point is stored
+    # before the interruption.
+    monkeypatch.setattr(sampling, "_draw", stop_at_second_point)
+    code, _, err = run([*TEMPERATURE, "--batch-size", "3", "--seed", "3", "--out",
+                        tmp_path / "o", "--cache-dir", tmp_path / "cache"], capsys)
     assert code == 130 and "the same command resumes" in err
-    monkeypatch.setattr(sampling, "sample", real)
+    monkeypatch.setattr(sampling, "_draw", real)
     (piece,) = (tmp_path / "cache").glob("temperature-*.parts/point0.npz")
     _damage(piece, "truncate")
     with caplog.at_level("WARNING"):
