@@ -13,6 +13,7 @@ the tolerance stated there); the scans are cached under ``<out_dir>/cache``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,10 @@ from ._shared import default_model
 PROMPTS = ("Write one sentence about the sea.", "Name a colour.", "What is the capital of France?")
 NAMES = ("sea", "colour", "capital")
 
-FULL = dict(K=8, n_samples=16, n_tokens=4, n_boot=100, cap=32)
-QUICK = dict(K=6, n_samples=6, n_tokens=2, n_boot=10, cap=16)
+FULL = dict(T_min=0.1, K=8, n_samples=16, n_tokens=4, n_boot=100, cap=32)
+#: Quick mode starts at T = 0.5: below it the list decoder rarely meets an erroneous
+#: candidate in a few samples, and R0 must be defined at three points for the fit.
+QUICK = dict(T_min=0.5, K=6, n_samples=6, n_tokens=4, n_boot=10, cap=16)
 
 #: The README's numbers (fitted T_c per prompt, measured-R0 crossing, held-out coverage).
 #: Checked in full mode: each T_c within ``TOLERANCE`` (relative) of the stored value.
@@ -34,6 +37,11 @@ TOLERANCE = 0.02
 
 def make(out_dir: Path, *, quick: bool = False) -> list[Path]:
     """Run (or load) the bridge and draw the figure; returns the written paths."""
+    with warnings.catch_warnings():  # libraries imported on first use add filters
+        return _make(out_dir, quick=quick)
+
+
+def _make(out_dir: Path, *, quick: bool) -> list[Path]:
     from matplotlib.figure import Figure
 
     from llm_bridge.bridge import plot_bridge, run_bridge
@@ -42,7 +50,7 @@ def make(out_dir: Path, *, quick: bool = False) -> list[Path]:
     settings = QUICK if quick else FULL
     lm = default_model()
     result = run_bridge(
-        lm, list(PROMPTS), grid=log_temperature_grid(0.1, 4.0, settings["K"]),
+        lm, list(PROMPTS), grid=log_temperature_grid(settings["T_min"], 4.0, settings["K"]),
         n_samples=settings["n_samples"], n_tokens=settings["n_tokens"], cap=settings["cap"],
         n_boot=settings["n_boot"], n_heldout=1, rng=2024, names=NAMES,
         cache_dir=out_dir / "cache", progress=not quick,
