@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from branching import _validate as check
+from branching.seeding import seed_sequence
 
 from .eligibility import Nucleus, Threshold, TopK
 from .listdecode_result import ListDecodeResult, Records
@@ -51,7 +52,7 @@ from .offspring_stats import BOOTSTRAP_KINDS
 with warnings.catch_warnings():  # transformers installs warnings filters when imported
     from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
-__all__ = ["list_decode", "prepare_inputs", "seed_sequence"]
+__all__ = ["list_decode", "prepare_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -174,21 +175,6 @@ def prepare_inputs(lm: LanguageModel, prompts, oracle="greedy", n_steps=None, *,
                 f"({lm.context_length})"
             )
     return prompt_ids, oracle_ids, n_steps
-
-
-def seed_sequence(rng) -> np.random.SeedSequence:
-    """One :class:`numpy.random.SeedSequence` from ``None | int | SeedSequence | Generator``."""
-    if isinstance(rng, np.random.SeedSequence):
-        return rng
-    if isinstance(rng, np.random.Generator):
-        return np.random.SeedSequence(int(rng.integers(0, 2**63 - 1)))
-    if rng is None:
-        return np.random.SeedSequence()
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
-        return np.random.SeedSequence(int(rng))
-    raise ValueError(
-        f"rng must be None, a non-negative int, a SeedSequence or a Generator, got {rng!r}"
-    )
 
 
 # ======================================================================== model plumbing

@@ -36,10 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from branching import _validate as check
+from branching.seeding import seed_sequence
 
 from . import cache
 from .eligibility import Nucleus, Threshold, TopK
-from .listdecode import list_decode, seed_sequence
+from .listdecode import list_decode
 from .listdecode_result import ListDecodeResult
 
 __all__ = ["CONTROLS", "Crossing", "R0Scan", "r0_scan"]

@@ -8,23 +8,9 @@ import numpy as np
 import scipy.linalg
 
 from branching import _validate as check
+from branching.seeding import seed_sequence
 
 LOG2E = 1.0 / np.log(2.0)
-
-
-def seed_sequence(rng) -> np.random.SeedSequence:
-    """Normalise ``rng`` (None | int | SeedSequence | Generator) to a SeedSequence."""
-    if isinstance(rng, np.random.SeedSequence):
-        return rng
-    if isinstance(rng, np.random.Generator):
-        return np.random.SeedSequence(rng.integers(0, 2**63, size=4).tolist())
-    if rng is None:
-        return np.random.SeedSequence()
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
-        return np.random.SeedSequence(int(rng))
-    raise ValueError(
-        f"rng must be None, a non-negative int, a numpy SeedSequence or Generator, got {rng!r}"
-    )
 
 
 def seed_of(seq: np.random.SeedSequence) -> int | None:
