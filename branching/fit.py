@@ -74,7 +74,7 @@ from pathlib import Path
 import numpy as np
 from scipy import interpolate, optimize, stats
 
-from . import _validate as check
+from . import validation as check
 from . import transitions as tr
 from .theory_curve import depth_law_table
 

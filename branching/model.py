@@ -27,7 +27,7 @@ from functools import cached_property
 
 import numpy as np
 
-from . import _validate as check
+from . import validation as check
 from .offspring import (
     Binomial,
     LeaveOneOut,

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from . import _validate as check
+from . import validation as check
 
 __all__ = [
     "OffspringLaw",

@@ -45,7 +45,7 @@ from typing import Mapping
 import numpy as np
 from scipy import optimize, stats
 
-from . import _validate as check
+from . import validation as check
 from .seeding import seed_sequence
 
 __all__ = [

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import _show
+from .validation import _show
 
 __all__ = ["seed_sequence", "SeedRecord", "GENERATOR_WORDS"]
 

@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _kernels as kern
-from . import _validate as check
+from . import validation as check
 from .cpus import available_cpus
 from .model import ListDecoderModel
 from .offspring import (

@@ -66,7 +66,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import _validate as check
+from . import validation as check
 from .cpus import available_cpus
 from .model import ListDecoderModel
 from .seeding import SeedRecord, seed_sequence

@@ -42,7 +42,7 @@ from scipy import special
 from sympy.codegen.cfunctions import log1p
 from sympy.codegen.rewriting import expm1_opt, optimize
 
-from . import _validate as check
+from . import validation as check
 from .model import ListDecoderModel
 
 __all__ = [

@@ -79,7 +79,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _validate as check
+from . import validation as check
 from . import transitions as tr
 from .exact import divergence_depth_law
 from .model import ListDecoderModel

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _validate as check
+from . import validation as check
 from .seeding import seed_sequence
 
 __all__ = ["MarkovToy", "PaddedToy", "CONTROLS"]

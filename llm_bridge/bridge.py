@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from branching import _validate as check
+from branching import validation as check
 from branching import fit as bfit
 
 __all__ = ["BridgePrompt", "BridgeResult", "plot_bridge", "run_bridge"]

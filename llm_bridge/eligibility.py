@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from branching import _validate as check
+from branching import validation as check
 
 __all__ = ["RULES", "Nucleus", "Threshold", "TopK", "parse_rule", "rule_from_dict"]
 

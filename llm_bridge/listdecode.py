@@ -41,7 +41,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from branching import _validate as check
+from branching import validation as check
 from branching.seeding import seed_sequence
 
 from .eligibility import Nucleus, Threshold, TopK

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from branching import _validate as check
+from branching import validation as check
 
 __all__ = [
     "DEFAULT_MODEL_NAME",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
-from branching import _validate as check
+from branching import validation as check
 
 __all__ = [
     "BOOTSTRAP_KINDS",

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from branching import _validate as check
+from branching import validation as check
 from branching.seeding import seed_sequence
 
 from . import cache

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from branching import _validate as check
+from branching import validation as check
 from branching.seeding import seed_sequence
 
 from .models import LanguageModel

@@ -217,9 +217,9 @@ class ScanResult:
         -------
         branching.transitions.IndicatorCurve
         """
-        from branching import _validate, transitions
+        from branching import validation, transitions
 
-        L = _validate.integer("L", L, low=1, high=self.L_max)
+        L = validation.integer("L", L, low=1, high=self.L_max)
         return transitions.indicator(
             self.logp, self.grid, L=L, measure=measure, log_grid=self._log_grid(log_grid)
         )
@@ -227,9 +227,9 @@ class ScanResult:
     def indicators(self, L: int = 1, measures=("linear", "tv", "js"), *,
                    log_grid: bool | None = None) -> dict:
         """:meth:`indicator` for several measures: ``{measure: IndicatorCurve}``."""
-        from branching import _validate, transitions
+        from branching import validation, transitions
 
-        L = _validate.integer("L", L, low=1, high=self.L_max)
+        L = validation.integer("L", L, low=1, high=self.L_max)
         return transitions.indicators(
             self.logp, self.grid, L=L, measures=measures, log_grid=self._log_grid(log_grid)
         )
@@ -255,10 +255,10 @@ class ScanResult:
             :math:`T^{-4}\\sum_i \\mathbb E\\,\\operatorname{Var}_{q_{T,i}}(z_i)` (lower variance)
             or :math:`\\mathbb E[s_T^2]`; both unbiased (see :mod:`llm_bridge.thermo`).
         """
-        from branching import _validate
+        from branching import validation
 
         self._require_thermo("fisher_information")
-        _validate.choice("method", method, {"conditional_variance", "score_squared"})
+        validation.choice("method", method, {"conditional_variance", "score_squared"})
         extra = self.conditional_fisher if method == "conditional_variance" else None
         return thermo.fisher_information(self.dlogp_dT, self.grid, conditional_variance=extra)
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from branching import _validate
+from branching import validation
 from branching.seeding import SeedRecord, seed_sequence
 from llm_bridge import cache, thermo
 from llm_bridge.scan_result import ScanResult
@@ -79,7 +79,7 @@ def validate_grid(name: str, grid, *, L_max: int, positive: bool = False) -> np.
     -------
     ndarray of float64
     """
-    arr = _validate.array(name, grid, ndim=1)
+    arr = validation.array(name, grid, ndim=1)
     if positive and np.any(arr <= 0):
         i = int(np.argmax(arr <= 0))
         raise ValueError(
@@ -122,9 +122,9 @@ def log_temperature_grid(lo: float, hi: float, K: int) -> np.ndarray:
     >>> log_temperature_grid(0.01, 1.0, 3)
     array([0.01, 0.1 , 1.  ])
     """
-    lo = _validate.real("lo", lo, low=0.0, low_open=True)
-    hi = _validate.real("hi", hi, low=lo, low_open=True)
-    K = _validate.integer("K", K, low=2)
+    lo = validation.real("lo", lo, low=0.0, low_open=True)
+    hi = validation.real("hi", hi, low=lo, low_open=True)
+    K = validation.integer("K", K, low=2)
     grid = np.geomspace(lo, hi, K)
     grid[0], grid[-1] = lo, hi
     return grid
@@ -201,11 +201,11 @@ def _model_identity(lm) -> dict:
 
 
 def _scan_params(n_samples, n_tokens, L_max, eos, batch_size) -> tuple[int, int, int, str, int]:
-    n_samples = _validate.integer("n_samples", n_samples, low=2)
-    n_tokens = _validate.integer("n_tokens", n_tokens, low=1)
-    L_max = _validate.integer("L_max", L_max, low=1)
-    eos = _validate.choice("eos", eos, _eos_policies())
-    batch_size = _validate.integer("batch_size", batch_size, low=1)
+    n_samples = validation.integer("n_samples", n_samples, low=2)
+    n_tokens = validation.integer("n_tokens", n_tokens, low=1)
+    L_max = validation.integer("L_max", L_max, low=1)
+    eos = validation.choice("eos", eos, _eos_policies())
+    batch_size = validation.integer("batch_size", batch_size, low=1)
     return n_samples, n_tokens, L_max, eos, batch_size
 
 
@@ -562,8 +562,8 @@ def prompt_scan(
     >>> [len(p) for p in res.prompt_ids], res.logp.shape
     ([1, 2, 3, 4], (4, 8, 3))
     """
-    L_max = _validate.integer("L_max", L_max, low=1)
-    temperature = _validate.real("temperature", temperature, low=0.0, low_open=True)
+    L_max = validation.integer("L_max", L_max, low=1)
+    temperature = validation.real("temperature", temperature, low=0.0, low_open=True)
     if not callable(template):
         check_template(template)
     values = list(values)
@@ -815,7 +815,7 @@ def checkpoint_scan(
     >>> res.labels
     ('step100', 'step200', 'step300')
     """
-    L_max = _validate.integer("L_max", L_max, low=1)
+    L_max = validation.integer("L_max", L_max, low=1)
     items = list(checkpoints)
     if not items:
         raise ValueError("checkpoints must be a non-empty sequence, got []")
@@ -824,7 +824,7 @@ def checkpoint_scan(
     )
     if len(grid) != len(items):
         raise ValueError(f"grid must have one value per checkpoint ({len(items)}), got {len(grid)}")
-    temperature = _validate.real("temperature", temperature, low=0.0, low_open=True)
+    temperature = validation.real("temperature", temperature, low=0.0, low_open=True)
     n_samples, n_tokens, L_max, eos, batch_size = _scan_params(
         n_samples, n_tokens, L_max, eos, batch_size
     )

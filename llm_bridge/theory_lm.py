@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from branching import _validate as check
+from branching import validation as check
 
 from .models import LanguageModel, resolve_dtype
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from branching import _validate
+from branching import validation
 
 __all__ = [
     "ThermoCurve",
@@ -109,10 +109,10 @@ class ThermoCurve:
 
 
 def _per_temperature(name: str, values, temperatures) -> tuple[np.ndarray, np.ndarray]:
-    temps = _validate.array("temperatures", temperatures, ndim=1, low=0.0)
+    temps = validation.array("temperatures", temperatures, ndim=1, low=0.0)
     if np.any(temps <= 0):
         raise ValueError(f"temperatures must be > 0, got minimum {float(temps.min())!r}")
-    arr = _validate.array(name, values, ndim=2)
+    arr = validation.array(name, values, ndim=2)
     if arr.shape[0] != len(temps):
         raise ValueError(
             f"{name} must have one row per temperature ({len(temps)}), got shape {arr.shape}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import _validate as check
+from .. import validation as check
 from ..model import ListDecoderModel
 from ..offspring import OffspringLaw
 

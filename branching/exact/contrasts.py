@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from .. import _validate as check
+from .. import validation as check
 
 
 def instant_generation_accuracy(M: int, eps: float, T: int) -> float:

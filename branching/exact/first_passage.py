@@ -10,7 +10,7 @@ import numpy as np
 from scipy import signal, sparse
 from scipy.sparse import csgraph
 
-from .. import _validate as check
+from .. import validation as check
 from ..model import ListDecoderModel
 from ..offspring import OffspringLaw
 from ._common import _require_model

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _validate as check
+from .. import validation as check
 from ..model import ListDecoderModel
 from ._common import _MAX_PMF_WORK, _QUAD_RTOL, _require_model, _require_stationary
 from .generating import _chernoff, _invert, _log_pgf, _log_pgf_stationary, _step

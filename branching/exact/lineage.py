@@ -8,7 +8,7 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
-from .. import _validate as check
+from .. import validation as check
 from ..offspring import Binomial, NegativeBinomial, OffspringLaw, Poisson, cexpm1
 from ._common import _require_law
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .. import _validate as check
+from .. import validation as check
 from ..model import ListDecoderModel
 from ._common import _require_model, _require_stationary
 

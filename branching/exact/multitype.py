@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate as check
+from .. import validation as check
 from .moments import _finite_or_raise
 
 

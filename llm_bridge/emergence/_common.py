@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 import scipy.linalg
 
-from branching import _validate as check
+from branching import validation as check
 from branching.seeding import seed_sequence
 
 LOG2E = 1.0 / np.log(2.0)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from branching import _validate as check
+from branching import validation as check
 
 from .data import TokenDataset
 

@@ -17,7 +17,7 @@ import warnings
 
 import torch
 
-from branching import _validate as check
+from branching import validation as check
 
 from .capture import blocks
 

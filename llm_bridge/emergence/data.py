@@ -18,7 +18,7 @@ from importlib import resources
 
 import numpy as np
 
-from branching import _validate as check
+from branching import validation as check
 
 from ._common import seed_of, seed_sequence
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from branching import _validate as check
+from branching import validation as check
 
 from . import data as datasets
 from ._common import seed_sequence

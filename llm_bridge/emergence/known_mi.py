@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from branching import _validate as check
+from branching import validation as check
 
 from ._common import seed_sequence
 from .mi import ESTIMATORS, correlated_gaussians, estimate_mi

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from branching import _validate as check
+from branching import validation as check
 
 from ._common import seed_of, seed_sequence
 from .mi import ESTIMATORS, estimate_mi

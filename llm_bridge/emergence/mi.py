@@ -23,7 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma
 
-from branching import _validate as check
+from branching import validation as check
 
 from ._common import (
     LOG2E, Projection, check_dim, degenerate, paired, seed_of, seed_sequence, split,

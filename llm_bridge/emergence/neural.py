@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from branching import _validate as check
+from branching import validation as check
 
 from ._common import LOG2E, Projection, check_dim, degenerate, paired, seed_sequence, split
 from .mi import MIEstimate, _finish, _splits

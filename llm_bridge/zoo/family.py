@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from branching import _validate as check
+from branching import validation as check
 
 from .task import RunningSumTask
 

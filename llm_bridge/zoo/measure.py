@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from branching import ListDecoderModel
-from branching import _validate as check
+from branching import validation as check
 from branching import exact
 
 from . import store

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from branching import _validate as check
+from branching import validation as check
 
 __all__ = ["SPLITS", "RunningSumTask"]
 

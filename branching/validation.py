@@ -1,4 +1,4 @@
-"""Argument validation shared by the public API.
+"""Argument validation shared by ``branching`` and ``llm_bridge`` (public: ``branching.validation``).
 
 Every check raises :class:`ValueError` whose message names the parameter, the value
 received and the valid range, so that bad input never turns into a NaN, a hang or a
