@@ -359,8 +359,11 @@ class MeasuredR0:
     def crossing_ci(self, *, level: float = 0.95, n_boot: int = 2000, rng=None) -> tuple:
         r"""Crossing and its percentile interval from Gaussian draws of :math:`\log\hat R_0`.
 
-        A draw without a crossing in range counts as beyond the end it lies on, so an end of
-        the interval can be infinite (or 0 on a logarithmic control).
+        A draw without a crossing in range counts as beyond the end it lies on.  An end of
+        the interval that lies beyond the range is reported as the open bound on that side
+        (``inf``, or ``0`` / ``-inf`` below the range on a logarithmic / linear control), and
+        when the whole interval lies beyond one end it becomes the one-sided interval from that
+        end of :attr:`x_range` outwards: no extrapolation beyond the points is made.
         """
         level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
         n_boot = check.integer("n_boot", n_boot, low=2)
@@ -380,7 +383,23 @@ class MeasuredR0:
             roots[b] = root
         alpha = 0.5 * (1.0 - level)
         lo, hi = np.quantile(roots, [alpha, 1.0 - alpha], method="inverted_cdf")
+        below = 0.0 if self.log_x else -math.inf
+        if hi == below:  # every quantile below the range: (below, lowest x]
+            hi = self.x_range[0]
+        if lo == math.inf:  # every quantile above the range: [highest x, inf)
+            lo = self.x_range[1]
         return self.crossing(), (float(lo), float(hi))
+
+    def side(self) -> str:
+        r"""Where the smoothed :math:`\hat R_0` lies relative to 1 over :attr:`x_range`.
+
+        ``"crosses"``, ``"above"`` (:math:`R_0>1` throughout) or ``"below"``.
+        """
+        if not math.isnan(self.crossing()):
+            return "crosses"
+        lo, hi = self._u(np.array(self.x_range))
+        u = np.linspace(lo, hi, 101)
+        return "above" if np.all(self.log_r0_at(np.exp(u) if self.log_x else u) > 0) else "below"
 
     def __repr__(self):
         lo, hi = self.x_range
@@ -1246,7 +1265,13 @@ def threshold_routes(fit: ThresholdFit, measured: MeasuredR0 | None, curve, *, n
              f"theory ({fit.link} link) fitted to the {fit.measure} distance curve")]
     if measured is not None:
         xc, (lo, hi) = measured.crossing_ci(level=fit.level, n_boot=n_boot, rng=cross_gen)
-        rows.append(("(ii) measured R0 crossing", xc, lo, hi, "measured R0(x) = 1 (list decoder)"))
+        what = "measured R0(x) = 1 (list decoder)"
+        side = measured.side()
+        if side != "crosses":
+            a, b = measured.x_range
+            what = (f"no crossing in [{a:.4g}, {b:.4g}]: measured R0 {side} 1 throughout "
+                    f"(list decoder); the interval is where draws place it")
+        rows.append(("(ii) measured R0 crossing", xc, lo, hi, what))
     peak = tr.find_peak(curve, n_boot=n_boot, level=fit.level, rng=peak_gen)
     rows.append(("(iii) empirical peak", peak.location, *peak.location_ci,
                  "maximum of the empirical distance curve (find_peak)"))

@@ -159,6 +159,8 @@ def _bridge(args, lm, scan) -> int:
     print(f"falsification: dAIC (theory - threshold-free bump) = {fit.delta_aic:+.3g}")
     print(f"verdict: {fit.verdict}")
     print(routes[["route", "estimate", "ci_low", "ci_high"]].to_string(index=False))
+    if measured.side() != "crosses":
+        print(routes.set_index("route").loc["(ii) measured R0 crossing", "what"])
     fig = Figure(figsize=(6.4, 6.4), layout="constrained")
     plot_bridge(fig, fit, measured, routes, title=f"{lm.name}: the bridge along temperature")
     path = args.out / "bridge.png"

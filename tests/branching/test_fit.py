@@ -183,6 +183,20 @@ def test_measured_crossing_interval():
     assert lo < 1.1 < hi and hi - lo < 0.1
 
 
+
+def test_measured_crossing_outside_the_range_is_one_sided():
+    x = np.geomspace(0.5, 2.0, 9)
+    above = F.MeasuredR0(x, x / 0.2, 0.02 * x / 0.2)  # R0 in [2.5, 10]: crossing at 0.2, below the grid
+    xc, (lo, hi) = above.crossing_ci(level=0.95, n_boot=500, rng=1)
+    assert math.isnan(xc) and above.side() == "above" and (lo, hi) == (0.0, 0.5)
+    below = F.MeasuredR0(x, x / 5.0, 0.02 * x / 5.0)  # R0 <= 0.4: crossing at 5, above the grid
+    xc, (lo, hi) = below.crossing_ci(level=0.95, n_boot=500, rng=1)
+    assert math.isnan(xc) and below.side() == "below" and (lo, hi) == (2.0, math.inf)
+    linear = F.MeasuredR0(x, x / 0.2, 0.02 * x / 0.2, log_x=False)
+    assert linear.crossing_ci(level=0.95, n_boot=500, rng=1)[1] == (-math.inf, 0.5)
+    assert F.MeasuredR0(x, x / 1.1, 0.02 * x).side() == "crosses"
+
+
 # ---------------------------------------------------------------- held-out prediction
 def test_heldout_prediction_covers_observed_peaks(table):
     prompts = []
