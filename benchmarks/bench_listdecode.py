@@ -16,6 +16,11 @@ Prints, in one run on the bundled SmolLM2-135M-Instruct (float32, CPU):
    per candidate, no cache, no batching -- timed on a sample of the tree's nodes, and the
    speed-up of the batched decoder.
 
+Rows ``k:T`` grow the whole tree (widths ``1, k, k^2, ...``: the early depths are small
+forward batches, whatever the implementation).  Rows ``k:T:cap`` keep at most ``cap``
+candidates per depth and run them in one forward of ``cap`` rows: the steady state of a
+capped scan, where every depth after the first few is a full batch.
+
 Run: ``python benchmarks/bench_listdecode.py`` (about two minutes on two idle CPU cores).
 """
 
@@ -36,17 +41,18 @@ from llm_bridge.models import load_model
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
-def decoder_row(lm, prompt, counter, k, depth, batch_size, repeats):
-    """Best of ``repeats`` list decodes with ``TopK(k)`` to ``depth``."""
+def decoder_row(lm, prompt, counter, k, depth, cap, batch_size, repeats):
+    """Best of ``repeats`` list decodes with ``TopK(k)`` to ``depth`` (``cap``: None or int)."""
     best = None
     for _ in range(repeats):
         counter.reset()
         clock = Clock()
-        result = list_decode(lm, [prompt], rule=TopK(k), n_steps=depth, cap=None,
+        result = list_decode(lm, [prompt], rule=TopK(k), n_steps=depth, cap=cap,
                              batch_size=batch_size, n_boot=20, rng=0)
         wall, cpu = clock.elapsed()
         expanded = int(result.records.expanded().sum())
-        row = {"k": k, "depth": depth, "widest": k ** (depth - 1), "expanded": expanded,
+        widest = int(result.list_size[0, :depth].max())
+        row = {"k": k, "depth": depth, "widest": widest, "expanded": expanded,
                "wall": wall, "per_s": expanded / wall, "gflops_wall": counter.flops / wall / 1e9,
                "gflops_cpu": counter.flops / cpu / 1e9, "result": result}
         if best is None or row["per_s"] > best["per_s"]:
@@ -76,8 +82,9 @@ def naive_per_candidate(lm, prompt, result, n_sample, rule):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="4:4,8:3,16:3",
-                        help="comma-separated K:T pairs (top-k width, depth)")
+    parser.add_argument("--rows", default="4:4,8:3,16:3,4:8:64,4:8:128",
+                        help="comma-separated K:T or K:T:CAP (top-k width, depth, list cap; "
+                             "a capped row runs forward batches of CAP rows)")
     parser.add_argument("--batch-size", type=int, default=64, help="candidates per forward")
     parser.add_argument("--repeats", type=int, default=1, help="repeats per row (best kept)")
     parser.add_argument("--naive-sample", type=int, default=24,
@@ -94,18 +101,20 @@ def main(argv=None) -> int:
     prompt = lm.encode(PROMPT, chat=True)
     counter = FlopCounter(lm.model)
     print(f"prompt: {len(prompt)} tokens; {2 * (counter.body + counter.head) / 1e6:.0f} MFLOP "
-          f"per token-evaluation with logits; forward batches of at most {args.batch_size}")
-    print(f"{'k':>3} {'T':>2} {'widest':>6} {'expanded':>8} {'s':>6} {'cand/s':>7} "
+          f"per token-evaluation with logits; uncapped rows run forward batches of at most "
+          f"{args.batch_size}")
+    print(f"{'k':>3} {'T':>2} {'cap':>4} {'widest':>6} {'expanded':>8} {'s':>6} {'cand/s':>7} "
           f"{'GFLOP/s':>7} {'bound':>6} {'of bound':>8} {'CPU: of bound':>13} "
           f"{'naive cand/s':>12} {'speed-up':>8}")
     for pair in args.rows.split(","):
-        k, depth = (int(v) for v in pair.split(":"))
+        k, depth, *rest = (int(v) for v in pair.split(":"))
+        cap = rest[0] if rest else None
         before = matmul_bound()
-        row = decoder_row(lm, prompt, counter, k, depth, args.batch_size, args.repeats)
+        row = decoder_row(lm, prompt, counter, k, depth, cap, cap or args.batch_size, args.repeats)
         after = matmul_bound()
         bound_wall, bound_cpu = max(before[0], after[0]), max(before[1], after[1])
         naive = naive_per_candidate(lm, prompt, row["result"], args.naive_sample, TopK(k))
-        print(f"{k:>3} {depth:>2} {row['widest']:>6} {row['expanded']:>8} {row['wall']:>6.1f} "
+        print(f"{k:>3} {depth:>2} {cap or '-':>4} {row['widest']:>6} {row['expanded']:>8} {row['wall']:>6.1f} "
               f"{row['per_s']:>7.1f} {row['gflops_wall']:>7.1f} {bound_wall:>6.1f} "
               f"{row['gflops_wall'] / bound_wall:>8.1%} {row['gflops_cpu'] / bound_cpu:>13.1%} "
               f"{1 / naive:>12.1f} {row['per_s'] * naive:>8.1f}x")

@@ -135,9 +135,14 @@ class TopK:
             raise ValueError(
                 f"k must be at most the vocabulary size {logp.shape[-1]}, got {self.k}"
             )
-        kth = torch.topk(logp, self.k, dim=-1).values[..., -1:]
-        above = logp > kth
+        top = torch.topk(logp, self.k, dim=-1).values
+        kth = top[..., -1:]
         tied = logp == kth
+        # the usual case: every value tied with the k-th largest is among the k largest, so
+        # the set is {logp >= kth}; a count of the ties decides it without a cumulative sum
+        if bool(((top == kth).sum(dim=-1) == tied.sum(dim=-1)).all()):
+            return logp >= kth
+        above = logp > kth
         room = self.k - above.sum(dim=-1, keepdim=True)
         return above | (tied & (torch.cumsum(tied, dim=-1) <= room))
 

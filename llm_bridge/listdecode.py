@@ -18,7 +18,11 @@ branching theory (:mod:`branching.model`) run on the model itself, and it record
 
 Every depth goes through the model like beam search: the key/value cache rows of the parents
 of the new candidates are gathered (``index_select`` on the batch axis of each layer) and
-the new tokens run in batches of ``batch_size`` in one forward call each.
+the new tokens run in batches of ``batch_size`` in one forward call each.  The prompt's keys
+and values are stored once and shared by every candidate; only each candidate's suffix (at
+most the depth) is gathered and kept, so the cost of a depth does not grow with the prompt.
+The eligibility rule runs on each batch's logits as they come, and only the eligible entries
+leave it.
 
 A cap bounds the work: when the erroneous children of a depth outnumber ``cap - 1``, a
 uniform sample of ``cap - 1`` of them (``cap`` if the oracle is gone) is kept and their
@@ -50,7 +54,7 @@ from .models import LanguageModel
 from .offspring_stats import BOOTSTRAP_KINDS
 
 with warnings.catch_warnings():  # transformers installs warnings filters when imported
-    from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+    from transformers.cache_utils import Cache, DynamicLayer
 
 __all__ = ["list_decode", "prepare_inputs"]
 
@@ -198,7 +202,10 @@ def _run(lm: LanguageModel, ids: torch.Tensor, cache):
 
 
 def _layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``(keys, values)`` of every layer of a full-attention growing cache."""
+    """``(keys, values)`` of every layer of a full-attention growing cache.
+
+    For a cache of :class:`_SharedPromptLayer` these are the per-candidate suffixes only.
+    """
     layers = getattr(cache, "layers", None)
     if not layers or not all(isinstance(layer, DynamicLayer) and not layer.is_sliding
                              for layer in layers):
@@ -210,42 +217,113 @@ def _layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(layer.keys, layer.values) for layer in layers]
 
 
-def _cache_of(layers) -> Cache:
-    """A cache holding the given per-layer key and value tensors (no copy)."""
-    built = []
-    for keys, values in layers:
-        layer = DynamicLayer()
-        layer.lazy_initialization(keys, values)
-        layer.keys, layer.values = keys, values
-        built.append(layer)
-    return DynamicCache() if not built else Cache(layers=built)
+class _SharedPromptLayer(DynamicLayer):
+    """One layer's cache for a batch of candidates that share the prompt.
+
+    The prompt's keys and values (batch 1) are stored once; ``keys`` / ``values`` hold each
+    candidate's own suffix (batch ``B``, at most the decode depth).  ``update`` appends the
+    new token to the suffixes and returns the full states ``[prompt, suffix]`` for the
+    attention, built transiently: the list's persistent cache, its gathers by parent and
+    its memory traffic scale with the depth, not with the prompt length.
+    """
+
+    def __init__(self, prompt: tuple, suffix: tuple):
+        super().__init__()
+        self.lazy_initialization(*suffix)
+        self.prompt_keys, self.prompt_values = prompt
+        self.keys, self.values = suffix
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        self.keys = torch.cat([self.keys, key_states], dim=-2)
+        self.values = torch.cat([self.values, value_states], dim=-2)
+        batch = self.keys.shape[0]
+        return (torch.cat([self.prompt_keys.expand(batch, -1, -1, -1), self.keys], dim=-2),
+                torch.cat([self.prompt_values.expand(batch, -1, -1, -1), self.values], dim=-2))
+
+    def get_seq_length(self) -> int:
+        return self.prompt_keys.shape[-2] + self.keys.shape[-2]
 
 
-def _advance(lm, layers, parents: np.ndarray, tokens: np.ndarray, batch_size: int):
-    """Logits after appending ``tokens[i]`` to candidate ``parents[i]``, and the new cache."""
+def _cache_of(prompt: list, suffixes: list) -> Cache:
+    """A cache of :class:`_SharedPromptLayer` from per-layer prompt and suffix tensors."""
+    return Cache(layers=[_SharedPromptLayer(p, s) for p, s in zip(prompt, suffixes)])
+
+
+def _gather(chunks: list, sizes: np.ndarray, rows: torch.Tensor) -> list:
+    """Per-layer ``(keys, values)`` of the list rows ``rows`` (sorted), from a chunked cache.
+
+    ``chunks[c]`` holds the per-layer tensors of rows ``sum(sizes[:c]) ...``.  Only the rows
+    asked for are copied: the chunks are never concatenated into one list-wide cache (which
+    would be a large fresh allocation per depth).
+    """
+    if len(chunks) == 1:
+        return [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in chunks[0]]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    owner = np.searchsorted(starts, rows.cpu().numpy(), side="right") - 1
+    pieces = [(c, rows[torch.as_tensor(owner == c)] - int(starts[c])) for c in np.unique(owner)]
+    if len(pieces) == 1:
+        c, local = pieces[0]
+        return [(k.index_select(0, local), v.index_select(0, local)) for k, v in chunks[c]]
+    return [(torch.cat([chunks[c][i][0].index_select(0, local) for c, local in pieces]),
+             torch.cat([chunks[c][i][1].index_select(0, local) for c, local in pieces]))
+            for i in range(len(chunks[0]))]
+
+
+def _advance(lm, prompt: list, chunks: list, sizes: np.ndarray, parents: np.ndarray,
+             tokens: np.ndarray, batch_size: int):
+    """Logits after appending ``tokens[i]`` to list row ``parents[i]`` (sorted), and the cache.
+
+    The list runs in batches of ``batch_size`` rows; logits and cache come back per batch
+    (``(logits, chunks, sizes)``), so no list-wide matrix is ever assembled.
+    """
     index = torch.as_tensor(parents, dtype=torch.long, device=lm.device)
     ids = torch.as_tensor(tokens, dtype=torch.long, device=lm.device)[:, None]
-    logits, chunks = [], []
+    logits, new_chunks = [], []
     for start in range(0, len(parents), batch_size):
-        rows = index[start:start + batch_size]
-        cache = _cache_of([(k.index_select(0, rows), v.index_select(0, rows))
-                           for k, v in layers])
+        cache = _cache_of(prompt, _gather(chunks, sizes, index[start:start + batch_size]))
         chunk_logits, cache = _run(lm, ids[start:start + batch_size], cache)
         logits.append(chunk_logits)
-        chunks.append(_layers(cache))
-    if len(chunks) == 1:
-        return logits[0], chunks[0]
-    merged = [(torch.cat([c[i][0] for c in chunks]), torch.cat([c[i][1] for c in chunks]))
-              for i in range(len(chunks[0]))]
-    return torch.cat(logits), merged
+        new_chunks.append(_layers(cache))
+    return logits, new_chunks, np.array([len(chunk) for chunk in logits])
 
 
 def _log_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    scaled = logits / temperature
+    scaled = logits if temperature == 1.0 else logits / temperature
     if not bool(torch.isfinite(scaled.amax(dim=-1)).all()):
         raise ValueError(f"temperature {temperature!r} is too small for these logits: "
                          "logits / temperature overflows")
     return torch.log_softmax(scaled, dim=-1)
+
+
+class _Expansion:
+    """The eligible children of a list, computed chunk by chunk of logits.
+
+    Attributes (numpy, over the list's rows ``0..n-1``): ``rows`` and ``tokens`` of every
+    eligible child (row-major order), ``children`` (eligible tokens per row), ``mass``
+    (eligible probability per row, summed in float64), and for the oracle row: its
+    ``argmax`` token and the set of its eligible tokens.
+    """
+
+    def __init__(self, logits: list, temperature: float, rule, oracle_row: int):
+        rows, toks, logp, self.argmax, self.oracle_eligible = [], [], [], -1, frozenset()
+        start = 0
+        for chunk in logits:
+            logq = _log_probs(chunk, temperature)
+            r, x = torch.nonzero(rule.eligible(logq), as_tuple=True)
+            rows.append(r + start)
+            toks.append(x)
+            logp.append(logq[r, x])
+            if start <= oracle_row < start + len(chunk):
+                self.argmax = int(torch.argmax(logq[oracle_row - start]))
+            start += len(chunk)
+        self.rows = torch.cat(rows).cpu().numpy()
+        self.tokens = torch.cat(toks).cpu().numpy()
+        n = start
+        self.children = np.bincount(self.rows, minlength=n).astype(np.int64)
+        probs = np.exp(torch.cat(logp).cpu().numpy().astype(np.float64))
+        self.mass = np.bincount(self.rows, weights=probs, minlength=n)
+        if oracle_row >= 0:
+            self.oracle_eligible = frozenset(self.tokens[self.rows == oracle_row].tolist())
 
 
 # ======================================================================== one prompt
@@ -275,7 +353,9 @@ def _decode_prompt(lm, prompt, oracle, n_steps, rule, temperature, cap, batch_si
     tree = _Tree(n_steps)
     with torch.no_grad():
         logits, layers = _run(lm, torch.as_tensor(prompt, device=lm.device)[None, :], None)
-        layers = _layers(layers)
+        prompt_cache = _layers(layers)
+        empty = [(k[:, :, :0], v[:, :, :0]) for k, v in prompt_cache]
+        logits, chunks, sizes = [logits], [empty], np.array([1])
     # the list at the current depth
     parent = np.array([-1])
     token = np.array([-1])
@@ -294,25 +374,24 @@ def _decode_prompt(lm, prompt, oracle, n_steps, rule, temperature, cap, batch_si
                          wrong=np.full(n, -1), missed=np.zeros(n, dtype=bool),
                          eligible_mass=np.full(n, np.nan))
             break
-        logq = _log_probs(logits, temperature)
-        mask = rule.eligible(logq)
-        children = mask.sum(dim=1).cpu().numpy().astype(np.int64)
-        mass = torch.where(mask, logq.exp().to(torch.float64), 0.0).sum(dim=1).cpu().numpy()
+        oracle_rows = np.flatnonzero(on_oracle)
+        r = int(oracle_rows[0]) if oracle_rows.size else -1
+        with torch.no_grad():
+            expansion = _Expansion(logits, temperature, rule, r)
+        children = expansion.children
         wrong = np.full(n, -1, dtype=np.int64)
         missed = np.zeros(n, dtype=bool)
-        oracle_rows = np.flatnonzero(on_oracle)
         y = -1
-        if oracle_rows.size:
-            r = int(oracle_rows[0])
-            y = int(torch.argmax(logq[r])) if oracle is None else int(oracle[t])
+        if r >= 0:
+            y = expansion.argmax if oracle is None else int(oracle[t])
             tree.oracle_ids[t] = y
-            hit = bool(mask[r, y])
+            hit = y in expansion.oracle_eligible
             missed[r] = not hit
             wrong[r] = children[r] - int(hit)
         ids = tree.add(depth=np.full(n, t), parent=parent, token=token, weight=weight,
                        oracle=on_oracle, diverged=diverged, children=children, wrong=wrong,
-                       missed=missed, eligible_mass=mass)
-        rows, toks = (a.cpu().numpy() for a in torch.nonzero(mask, as_tuple=True))
+                       missed=missed, eligible_mass=expansion.mass)
+        rows, toks = expansion.rows, expansion.tokens
         child_oracle = on_oracle[rows] & (toks == y)
         child_weight = weight[rows]
         child_diverged = np.where(on_oracle[rows] & ~child_oracle, t + 1, diverged[rows])
@@ -332,7 +411,8 @@ def _decode_prompt(lm, prompt, oracle, n_steps, rule, temperature, cap, batch_si
         diverged = child_diverged[keep]
         if t + 1 < n_steps and keep.size:
             with torch.no_grad():
-                logits, layers = _advance(lm, layers, rows[keep], token, batch_size)
+                logits, chunks, sizes = _advance(lm, prompt_cache, chunks, sizes, rows[keep],
+                                                 token, batch_size)
         bar.update()
     bar.update(n_steps - min(t, n_steps))
     columns = {name: np.concatenate(values) if values else np.zeros(0)
