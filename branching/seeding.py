@@ -45,8 +45,10 @@ def seed_sequence(rng=None) -> np.random.SeedSequence:
 
     Parameters
     ----------
-    rng : None, int, numpy.random.SeedSequence or numpy.random.Generator
+    rng : None, int, SeedSequence, SeedRecord or Generator
         * ``None``: fresh entropy from the operating system;
+        * a :class:`SeedRecord` (a result's recorded seed): its SeedSequence, so that
+          passing ``result.seed`` back as ``rng`` reproduces the result;
         * a non-negative int ``s``: ``SeedSequence(s)``;
         * a SeedSequence: a fresh copy with the same entropy and spawn key (so that
           children derived from it do not depend on what was spawned from the caller's
@@ -86,7 +88,7 @@ def seed_sequence(rng=None) -> np.random.SeedSequence:
     >>> seed_sequence(-1)
     Traceback (most recent call last):
     ...
-    ValueError: rng must be None, a non-negative int, a numpy.random.SeedSequence or a numpy.random.Generator, got -1
+    ValueError: rng must be None, a non-negative int, a numpy.random.SeedSequence, a SeedRecord or a numpy.random.Generator, got -1
     """
     if rng is None:
         return np.random.SeedSequence()
@@ -97,14 +99,16 @@ def seed_sequence(rng=None) -> np.random.SeedSequence:
                 f"got pool_size={rng.pool_size}"
             )
         return np.random.SeedSequence(rng.entropy, spawn_key=rng.spawn_key)
+    if isinstance(rng, SeedRecord):
+        return rng.seed_sequence()
     if isinstance(rng, np.random.Generator):
         words = rng.integers(0, 2**64, size=GENERATOR_WORDS, dtype=np.uint64)
         return np.random.SeedSequence([int(w) for w in words])
     if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)) and rng >= 0:
         return np.random.SeedSequence(int(rng))
     raise ValueError(
-        "rng must be None, a non-negative int, a numpy.random.SeedSequence or a "
-        f"numpy.random.Generator, got {_show(rng)}"
+        "rng must be None, a non-negative int, a numpy.random.SeedSequence, a SeedRecord or "
+        f"a numpy.random.Generator, got {_show(rng)}"
     )
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from branching import validation as check
 from branching import fit as bfit
+from branching.seeding import SeedRecord, seed_sequence
 
 __all__ = ["BridgePrompt", "BridgeResult", "plot_bridge", "run_bridge"]
 
@@ -196,8 +197,7 @@ def run_bridge(lm, prompts, *, grid, n_samples: int = 32, n_tokens: int = 6, rul
     n_boot = check.integer("n_boot", n_boot, low=2)
     rule = Threshold(0.05) if rule is None else rule
     temperatures = np.asarray(grid, dtype=float)
-    root = rng if isinstance(rng, np.random.SeedSequence) else np.random.SeedSequence(
-        None if rng is None else int(np.random.default_rng(rng).integers(2**63)))
+    root = seed_sequence(rng)
     children = root.spawn(len(prompts) + 1)
     M = int(lm.vocab_size)
     results, data = [], []
@@ -227,7 +227,7 @@ def run_bridge(lm, prompts, *, grid, n_samples: int = 32, n_tokens: int = 6, rul
               "rule": {"name": rule.name, "parameter": rule.parameter}, "cap": cap,
               "n_heldout": n_heldout, "n_boot": n_boot, "level": level, "chat": chat,
               "se_floor": se_floor, "prompts": [p if isinstance(p, str) else list(p) for p in prompts],
-              "names": names, "seed": [int(e) for e in np.atleast_1d(root.entropy)]}
+              "names": names, "seed": SeedRecord.from_seed_sequence(root).to_dict()}
     return BridgeResult(model_name=getattr(lm, "name", type(lm).__name__), prompts=tuple(results),
                         heldout=heldout, params=params)
 

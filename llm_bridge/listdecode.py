@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from branching import validation as check
-from branching.seeding import seed_sequence
+from branching.seeding import SeedRecord, seed_sequence
 
 from .eligibility import Nucleus, Threshold, TopK
 from .listdecode_result import ListDecodeResult, Records
@@ -545,5 +545,5 @@ def list_decode(
         oracle_kind="greedy" if oracle_ids is None else "reference",
         prompt_ids=tuple(tuple(int(x) for x in p) for p in prompt_ids),
         records=records, bootstrap=bootstrap, n_boot=n_boot, level=level,
-        seed_entropy=seed.entropy, seed_spawn_key=tuple(int(k) for k in seed.spawn_key),
+        seed=SeedRecord.from_seed_sequence(seed),
     )

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import stats
 
 from branching import ListDecoderModel, exact
+from branching.seeding import SeedRecord
 
 from . import cache
 from .eligibility import rule_from_dict, rule_to_dict
@@ -181,10 +182,9 @@ class ListDecodeResult:
     bootstrap : str
     n_boot : int
     level : float
-    seed_entropy : int
-    seed_spawn_key : tuple of int
-        ``numpy.random.SeedSequence(seed_entropy, spawn_key=seed_spawn_key)`` is the seed of
-        the run; its second child seeds the bootstrap.
+    seed : branching.seeding.SeedRecord
+        The seed of the run (pass it back as ``rng`` to reproduce the run); the second child
+        of its SeedSequence seeds the bootstrap.
     """
 
     model_name: str
@@ -199,8 +199,7 @@ class ListDecodeResult:
     bootstrap: str
     n_boot: int
     level: float
-    seed_entropy: int
-    seed_spawn_key: tuple = ()
+    seed: SeedRecord
 
     # ------------------------------------------------------------------ per depth
     @property
@@ -225,17 +224,13 @@ class ListDecodeResult:
     def oracle_ids(self) -> np.ndarray:
         return self.records.oracle_ids
 
-    @property
-    def seed(self) -> np.random.SeedSequence:
-        return np.random.SeedSequence(self.seed_entropy, spawn_key=self.seed_spawn_key)
-
     # ------------------------------------------------------------------ estimates
     @cached_property
     def estimates(self) -> Estimates:
         """R0, immigration, delta and dispersion with intervals (computed once)."""
         nodes = self.records.nodes
         expanded = self.records.expanded()
-        bootstrap_seed = self.seed.spawn(2)[1]
+        bootstrap_seed = self.seed.seed_sequence().spawn(2)[1]
         return bootstrap_estimates(
             nodes["prompt"][expanded], nodes["oracle"][expanded], nodes["children"][expanded],
             nodes["weight"][expanded], nodes["wrong"][expanded], nodes["missed"][expanded],
@@ -344,8 +339,7 @@ class ListDecodeResult:
             "rule": rule_to_dict(self.rule), "temperature": self.temperature,
             "n_steps": self.n_steps, "cap": self.cap, "oracle_kind": self.oracle_kind,
             "bootstrap": self.bootstrap, "n_boot": self.n_boot, "level": self.level,
-            "seed_entropy": _jsonable(self.seed_entropy),
-            "seed_spawn_key": list(self.seed_spawn_key),
+            "seed": self.seed.to_dict(),
         }
 
     def to_pandas(self):
@@ -411,8 +405,7 @@ class ListDecodeResult:
             n_steps=meta["n_steps"], cap=meta["cap"], oracle_kind=meta["oracle_kind"],
             prompt_ids=prompts, records=records, bootstrap=meta["bootstrap"],
             n_boot=meta["n_boot"], level=meta["level"],
-            seed_entropy=_from_json(meta["seed_entropy"]),
-            seed_spawn_key=tuple(meta["seed_spawn_key"]),
+            seed=SeedRecord.from_dict(meta["seed"]),
         )
 
 
@@ -421,10 +414,3 @@ def _choice(name, value, options):
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
     return value
 
-
-def _jsonable(entropy):
-    return int(entropy) if np.ndim(entropy) == 0 else [int(x) for x in entropy]
-
-
-def _from_json(entropy):
-    return entropy if isinstance(entropy, int) else tuple(entropy)

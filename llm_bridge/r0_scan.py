@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from branching import validation as check
-from branching.seeding import seed_sequence
+from branching.seeding import SeedRecord, seed_sequence
 
 from . import cache
 from .eligibility import Nucleus, Threshold, TopK
@@ -415,7 +415,7 @@ def r0_scan(
             "rule": dataclasses.asdict(point_rule) | {"name": point_rule.name},
             "temperature": point_temperature, "n_steps": n_steps, "cap": cap,
             "chat": chat, "bootstrap": bootstrap, "n_boot": n_boot, "level": level,
-            "seed": [_plain_entropy(children[i].entropy), list(children[i].spawn_key)],
+            "seed": SeedRecord.from_seed_sequence(children[i]).to_dict(),
         }
         path = None
         if cache_dir is not None:
@@ -446,5 +446,3 @@ def _default_loader(item):
     return load_model(item)
 
 
-def _plain_entropy(entropy):
-    return int(entropy) if np.ndim(entropy) == 0 else [int(v) for v in entropy]

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from branching import validation as check
-from branching.seeding import seed_sequence
+from branching.seeding import SeedRecord, seed_sequence
 
 from .models import LanguageModel
 
@@ -87,7 +87,7 @@ class Samples:
     eos : str
         The EOS policy, one of :data:`EOS_POLICIES`.
     model_name : str
-    seed : numpy.random.SeedSequence
+    seed : branching.seeding.SeedRecord
         Passing it back as ``rng`` reproduces the draw.
     """
 
@@ -98,7 +98,7 @@ class Samples:
     temperature: float
     eos: str
     model_name: str
-    seed: np.random.SeedSequence
+    seed: SeedRecord
 
     @property
     def n_samples(self) -> int:
@@ -114,7 +114,7 @@ class Samples:
             f"n_tokens={self.n_tokens}, prompt_length={len(self.prompt_ids)}, "
             f"temperature={self.temperature:g}, eos={self.eos!r}, "
             f"mean_length={self.lengths.mean():.3g}, mean_logp={self.logp.mean():.4g}, "
-            f"seed_entropy={self.seed.entropy})"
+            f"seed={self.seed})"
         )
 
     def to_pandas(self):
@@ -455,7 +455,7 @@ def sample(
         temperature=temperature,
         eos=eos,
         model_name=lm.name,
-        seed=seed,
+        seed=SeedRecord.from_seed_sequence(seed),
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from branching.seeding import SeedRecord
 from llm_bridge import cache, thermo
 
 __all__ = ["ScanResult", "KINDS"]
@@ -64,9 +65,10 @@ class ScanResult:
     params : dict
         JSON-serialisable parameters: ``n_samples``, ``n_tokens``, ``L_max``, ``eos``, and
         ``temperature`` for prompt and checkpoint scans, the prompt or template, ...
-    seed : int or list of int
-        Entropy of the :class:`numpy.random.SeedSequence` whose ``K`` children drew the
-        samples; ``SeedSequence(seed, spawn_key=params["spawn_key"])`` reproduces the scan.
+    seed : branching.seeding.SeedRecord or None
+        The seed whose SeedSequence's ``K`` children drew the samples; passing it back as
+        ``rng`` reproduces the scan.  An int, a sequence of ints or a ``to_dict()`` record
+        is converted.
     energy : ndarray, shape (K, S), optional
         Temperature scans: :math:`E(x) = -\\log P(x \\mid T=1)`.
     dlogp_dT : ndarray, shape (K, S), optional
@@ -87,7 +89,7 @@ class ScanResult:
     labels: tuple
     model_name: str
     params: dict
-    seed: int | list | None
+    seed: SeedRecord | None
     energy: np.ndarray | None = None
     dlogp_dT: np.ndarray | None = None
     conditional_fisher: np.ndarray | None = None
@@ -135,6 +137,10 @@ class ScanResult:
         )
         object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
         object.__setattr__(self, "params", dict(self.params))
+        if self.seed is not None and not isinstance(self.seed, SeedRecord):
+            seed = self.seed
+            object.__setattr__(self, "seed", SeedRecord.from_dict(seed) if isinstance(seed, dict)
+                               else SeedRecord(seed))
         for name in _OPTIONAL:
             value = getattr(self, name)
             if value is not None:
@@ -307,13 +313,13 @@ class ScanResult:
                 arrays[name] = value
         metadata = {
             "format": "llm_branching.ScanResult",
-            "format_version": 1,
+            "format_version": 2,
             "package_version": cache.package_version(),
             "kind": self.kind,
             "labels": list(self.labels),
             "model_name": self.model_name,
             "params": self.params,
-            "seed": self.seed,
+            "seed": None if self.seed is None else self.seed.to_dict(),
             "cache_key": self.cache_key,
         }
         json.dumps(metadata)  # fail here, not half-way, if params are not JSON
@@ -337,10 +343,18 @@ class ScanResult:
             labels=tuple(meta["labels"]),
             model_name=meta["model_name"],
             params=meta["params"],
-            seed=meta["seed"],
+            seed=_stored_seed(meta),
             cache_key=meta.get("cache_key"),
             **{name: arrays.get(name) for name in _OPTIONAL},
         )
+
+
+def _stored_seed(meta: dict) -> SeedRecord | None:
+    """The seed of a saved scan; format 1 kept the spawn key in the parameters."""
+    seed = meta["seed"]
+    if seed is None or isinstance(seed, dict):
+        return None if seed is None else SeedRecord.from_dict(seed)
+    return SeedRecord(seed, tuple(meta["params"].get("spawn_key", ())))
 
 
 def _is_geometric(grid: np.ndarray) -> bool:

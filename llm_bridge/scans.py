@@ -361,14 +361,13 @@ def temperature_scan(
     prompt_ids = _prompt_ids(lm, prompt)
     _check_context(lm, prompt_ids, n_tokens)
     root = seed_sequence(rng)
-    record = SeedRecord.from_seed_sequence(root).to_dict()
-    seed, spawn_key = record["entropy"], record["spawn_key"]
+    seed = SeedRecord.from_seed_sequence(root)
     params = {
         "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
-        "prompt": prompt if isinstance(prompt, str) else None, "spawn_key": spawn_key,
+        "prompt": prompt if isinstance(prompt, str) else None,
     }
     path, key, hit = _cached(cache_dir, "temperature", {
-        "model": _model_identity(lm), "prompt_ids": prompt_ids, "grid": grid, "seed": seed,
+        "model": _model_identity(lm), "prompt_ids": prompt_ids, "grid": grid, "seed": seed.to_dict(),
         **params,
     })
     if hit is not None:
@@ -580,15 +579,13 @@ def prompt_scan(
     for v, ids in zip(values, prompts):
         _check_context(lm, ids, n_tokens, name=f"n_tokens (prompt for value {v!r})")
     root = seed_sequence(rng)
-    record = SeedRecord.from_seed_sequence(root).to_dict()
-    seed, spawn_key = record["entropy"], record["spawn_key"]
+    seed = SeedRecord.from_seed_sequence(root)
     params = {
         "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
         "temperature": temperature, "template": template if isinstance(template, str) else None,
-        "spawn_key": spawn_key,
     }
     path, key, hit = _cached(cache_dir, "prompt", {
-        "model": _model_identity(lm), "prompt_ids": prompts, "grid": grid, "seed": seed,
+        "model": _model_identity(lm), "prompt_ids": prompts, "grid": grid, "seed": seed.to_dict(),
         "labels": [str(v) for v in values], **params,
     })
     if hit is not None:
@@ -840,17 +837,15 @@ def checkpoint_scan(
             )
         from llm_bridge.models import load_model as loader
     root = seed_sequence(rng)
-    record = SeedRecord.from_seed_sequence(root).to_dict()
-    seed, spawn_key = record["entropy"], record["spawn_key"]
+    seed = SeedRecord.from_seed_sequence(root)
     params = {
         "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
         "temperature": temperature, "prompt": prompt if isinstance(prompt, str) else None,
-        "spawn_key": spawn_key,
     }
     path, key, hit = _cached(cache_dir, "checkpoint", {
         "checkpoints": [_checkpoint_identity(c) for c in items],
         "prompt_input": prompt if isinstance(prompt, str) else np.asarray(prompt, dtype=np.int64),
-        "grid": grid, "seed": seed, **params,
+        "grid": grid, "seed": seed.to_dict(), **params,
     })
     if hit is not None:
         return hit

@@ -116,6 +116,15 @@ def test_every_branching_result_records_a_seed_record_that_reproduces_it():
     assert np.array_equal(swept.value, replay.value)
 
 
+
+def test_a_seed_record_passed_as_rng_is_its_seed_sequence():
+    seq = seed_sequence(SeedRecord((1, 2), (3,)))
+    assert seq.entropy == (1, 2) and seq.spawn_key == (3,)
+    model = ListDecoderModel.from_r0(M=50, r0=0.9, T=5)
+    sim = simulate(model, 200, rng=np.random.default_rng(5), threads=1)
+    assert np.array_equal(simulate(model, 200, rng=sim.seed, threads=1).mean, sim.mean)
+
+
 def test_available_cpus():
     n = available_cpus()
     assert isinstance(n, int) and n >= 1

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from branching import transitions
+from branching.seeding import SeedRecord
 from llm_bridge import cache, sampling, scans, thermo
 from llm_bridge.models import LanguageModel, tiny_model
 from llm_bridge.scan_result import ScanResult
@@ -322,17 +323,26 @@ def test_temperature_scan_is_reproducible_from_its_seed(lm):
     again = scans.temperature_scan(lm, PROMPT, grid, rng=first.seed, **kw)
     assert first == again
     drawn = scans.temperature_scan(lm, PROMPT, grid, rng=np.random.default_rng(4), **kw)
-    assert len(drawn.seed) == 4  # a Generator contributes four 64-bit words of entropy
-    assert scans.temperature_scan(lm, PROMPT, grid, rng=np.random.SeedSequence(drawn.seed),
-                                  **kw) == drawn
-    ss = np.random.SeedSequence(first.seed)
+    assert len(drawn.seed.entropy) == 4  # a Generator contributes four 64-bit words of entropy
+    assert scans.temperature_scan(lm, PROMPT, grid, rng=drawn.seed.seed_sequence(), **kw) == drawn
+    ss = np.random.SeedSequence(4)
     assert scans.temperature_scan(lm, PROMPT, grid, rng=ss, **kw) == first
-    assert scans.temperature_scan(lm, PROMPT, grid, rng=first.seed + 1, **kw) != first
+    assert scans.temperature_scan(lm, PROMPT, grid, rng=5, **kw) != first
     child = np.random.SeedSequence([1, 2]).spawn(2)[1]
     spawned = scans.temperature_scan(lm, PROMPT, grid, rng=child, **kw)
-    assert spawned.seed == [1, 2] and spawned.params["spawn_key"] == [1]
-    again = np.random.SeedSequence(spawned.seed, spawn_key=spawned.params["spawn_key"])
+    assert spawned.seed == SeedRecord((1, 2), (1,)) and "spawn_key" not in spawned.params
+    again = np.random.SeedSequence([1, 2], spawn_key=(1,))
     assert scans.temperature_scan(lm, PROMPT, grid, rng=again, **kw) == spawned
+    assert scans.temperature_scan(lm, PROMPT, grid, rng=spawned.seed, **kw) == spawned
+
+
+def test_scan_result_saved_in_format_1_loads_with_its_seed(tscan, tmp_path):
+    """Format 1 stored the entropy as ``seed`` and the spawn key among the parameters."""
+    path = tscan.save(tmp_path / "scan.npz")
+    arrays, meta = cache.read_npz(path)
+    meta.update(format_version=1, seed=[1, 2], params={**meta["params"], "spawn_key": [3]})
+    old = cache.write_npz_atomic(tmp_path / "old.npz", arrays, meta)
+    assert ScanResult.load(old).seed == SeedRecord((1, 2), (3,))
 
 
 # ============================================================================ prompt scan
