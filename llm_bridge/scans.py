@@ -273,6 +273,83 @@ def _check_finite_self(logp: np.ndarray, where: str) -> None:
         )
 
 
+@dataclasses.dataclass
+class _Plan:
+    """What one scan type adds to the common skeleton :func:`_run_plan`.
+
+    A scan is a sequence of resumable *pieces* (arrays computed for part of the grid).  The
+    skeleton looks the finished scan up in the cache, reads back the pieces an interrupted
+    run left, computes the missing ones (storing each as soon as it exists), and builds and
+    stores the result.  A new scan type is a plan: its pieces, how to compute and absorb
+    them, and how to build the result's arrays.
+
+    Attributes
+    ----------
+    kind : str
+        :attr:`ScanResult.kind`, the cache namespace and the progress label.
+    key : dict
+        Everything besides the seed and ``params`` that determines the result (model
+        identity, prompts, grid, ...), for the cache key.
+    params : dict
+        JSON parameters recorded in the result (and in the cache key).
+    n_pieces : int
+        Number of pieces; piece ``i`` is stored as ``piece{i}``.
+    compute : callable
+        ``compute(indices) -> list of dicts``: the missing pieces ``indices`` (at most
+        ``group`` of them, in increasing order).
+    absorb : callable
+        ``absorb(i, piece)``: take piece ``i`` (computed now or read back) into the scan.
+        Pieces are absorbed in increasing order when ``group == 1``.
+    build : callable
+        ``build() -> dict``: the :class:`ScanResult` fields other than ``kind``, ``params``
+        and ``seed``, once every piece is absorbed.
+    group : int
+        Missing pieces computed together (only for pieces that do not depend on each other).
+    """
+
+    kind: str
+    key: dict
+    params: dict
+    n_pieces: int
+    compute: Callable
+    absorb: Callable
+    build: Callable
+    group: int = 1
+
+
+def _run_plan(plan: _Plan, seed: SeedRecord, cache_dir, progress: bool) -> ScanResult:
+    """Run a scan described by ``plan``: cache lookup, resumable pieces, result, cache."""
+    path, key, hit = _cached(cache_dir, plan.kind, {**plan.key, "seed": seed.to_dict(),
+                                                   **plan.params})
+    if hit is not None:
+        return hit
+    parts = cache.PartStore(cache_dir, plan.kind, key)
+    pending: list[int] = []
+    with _progress(plan.n_pieces, progress, f"{plan.kind} scan") as bar:
+
+        def flush():
+            if not pending:
+                return
+            for i, piece in zip(pending, plan.compute(list(pending))):
+                parts.put(f"piece{i}", piece)
+                plan.absorb(i, piece)
+                bar.update()
+            pending.clear()
+
+        for i in range(plan.n_pieces):
+            piece = parts.get(f"piece{i}")
+            if piece is None:
+                pending.append(i)
+                if len(pending) == plan.group:
+                    flush()
+            else:
+                plan.absorb(i, piece)
+                bar.update()
+        flush()
+    result = ScanResult(kind=plan.kind, params=plan.params, seed=seed, **plan.build())
+    return _store(result, path, key, parts)
+
+
 # ============================================================================ temperature
 def temperature_scan(
     lm,
@@ -361,45 +438,30 @@ def temperature_scan(
     prompt_ids = _prompt_ids(lm, prompt)
     _check_context(lm, prompt_ids, n_tokens)
     root = seed_sequence(rng)
-    seed = SeedRecord.from_seed_sequence(root)
     params = {
         "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
         "prompt": prompt if isinstance(prompt, str) else None,
     }
-    path, key, hit = _cached(cache_dir, "temperature", {
-        "model": _model_identity(lm), "prompt_ids": prompt_ids, "grid": grid, "seed": seed.to_dict(),
-        **params,
-    })
-    if hit is not None:
-        return hit
-
     K, W = len(grid), 2 * L_max - 1
-    parts = cache.PartStore(cache_dir, "temperature", key)
     gens = _grid_generators(root, K)
-    pieces = {k: parts.get(f"point{k}") for k in range(K)}
-    todo = [k for k in range(K) if pieces[k] is None]
-    per_pass = max(1, batch_size // n_samples)
-    with _progress(K, progress, "temperature scan") as bar:
-        bar.update(K - len(todo))
-        for start in range(0, len(todo), per_pass):
-            group = todo[start:start + per_pass]
-            done = _temperature_points(
-                lm, prompt_ids, grid, group, [gens[k] for k in group], W, n_samples, n_tokens,
-                eos, batch_size,
-            )
-            for k, piece in zip(group, done):
-                parts.put(f"point{k}", piece)
-                pieces[k] = piece
-                bar.update()
-    stacked = {name: np.stack([pieces[k][name] for k in range(K)]) for name in pieces[0]}
-    result = ScanResult(
-        kind="temperature", grid=grid, logp=stacked["logp"], tokens=stacked["tokens"],
-        lengths=stacked["lengths"], prompt_ids=(prompt_ids,) * K,
-        labels=tuple(f"{t:.6g}" for t in grid), model_name=str(lm.name), params=params,
-        seed=seed, energy=stacked["energy"], dlogp_dT=stacked["score"],
-        conditional_fisher=stacked["cond"],
-    )
-    return _store(result, path, key, parts)
+    pieces: dict[int, dict] = {}
+
+    def compute(group):
+        return _temperature_points(lm, prompt_ids, grid, group, [gens[k] for k in group], W,
+                                   n_samples, n_tokens, eos, batch_size)
+
+    def build():
+        stacked = {name: np.stack([pieces[k][name] for k in range(K)]) for name in pieces[0]}
+        return dict(grid=grid, logp=stacked["logp"], tokens=stacked["tokens"],
+                    lengths=stacked["lengths"], prompt_ids=(prompt_ids,) * K,
+                    labels=tuple(f"{t:.6g}" for t in grid), model_name=str(lm.name),
+                    energy=stacked["energy"], dlogp_dT=stacked["score"],
+                    conditional_fisher=stacked["cond"])
+
+    plan = _Plan("temperature", {"model": _model_identity(lm), "prompt_ids": prompt_ids,
+                                 "grid": grid}, params, K, compute, pieces.__setitem__, build,
+                 group=max(1, batch_size // n_samples))
+    return _run_plan(plan, SeedRecord.from_seed_sequence(root), cache_dir, progress)
 
 
 def _temperature_points(lm, prompt_ids, grid, group, gens, W, n_samples, n_tokens, eos,
@@ -579,18 +641,10 @@ def prompt_scan(
     for v, ids in zip(values, prompts):
         _check_context(lm, ids, n_tokens, name=f"n_tokens (prompt for value {v!r})")
     root = seed_sequence(rng)
-    seed = SeedRecord.from_seed_sequence(root)
     params = {
         "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
         "temperature": temperature, "template": template if isinstance(template, str) else None,
     }
-    path, key, hit = _cached(cache_dir, "prompt", {
-        "model": _model_identity(lm), "prompt_ids": prompts, "grid": grid, "seed": seed.to_dict(),
-        "labels": [str(v) for v in values], **params,
-    })
-    if hit is not None:
-        return hit
-
     from llm_bridge import sampling
 
     K, W = len(grid), 2 * L_max - 1
@@ -598,43 +652,44 @@ def prompt_scan(
     tokens = np.zeros((K, n_samples, n_tokens), dtype=np.int64)
     lengths = np.zeros((K, n_samples), dtype=np.int64)
     gens = _grid_generators(root, K)
-    parts = cache.PartStore(cache_dir, "prompt", key)
-    with _progress(2 * K, progress, "prompt scan") as bar:
+
+    def sources(j):  # the points whose samples prompt j scores
+        return range(max(0, j - W), min(K, j + W + 1))
+
+    def compute(indices):  # pieces 0..K-1 sample point k, pieces K..2K-1 score under prompt j
+        (i,) = indices
+        if i < K:
+            drawn = sampling.sample(lm, prompts[i], n_samples, n_tokens, temperature=temperature,
+                                    eos=eos, batch_size=batch_size, rng=gens[i])
+            tok, length = _as_int_arrays(drawn)
+            return [{"tokens": tok, "lengths": length}]
+        j = i - K
+        block = sampling.score(
+            lm, prompts[j], np.concatenate([tokens[k] for k in sources(j)]),
+            np.concatenate([lengths[k] for k in sources(j)]), temperatures=(temperature,),
+            eos=eos, batch_size=batch_size,
+        )
+        return [{"block": np.asarray(block, dtype=float)[:, 0]}]
+
+    def absorb(i, piece):
+        if i < K:
+            tokens[i], lengths[i] = piece["tokens"], piece["lengths"]
+            return
+        j = i - K
+        for row, k in zip(piece["block"].reshape(len(sources(j)), n_samples), sources(j)):
+            logp[k, :, W + (j - k)] = row
+
+    def build():
         for k in range(K):
-            piece = parts.get(f"sample{k}")
-            if piece is None:
-                drawn = sampling.sample(
-                    lm, prompts[k], n_samples, n_tokens, temperature=temperature, eos=eos,
-                    batch_size=batch_size, rng=gens[k],
-                )
-                tok, length = _as_int_arrays(drawn)
-                piece = {"tokens": tok, "lengths": length}
-                parts.put(f"sample{k}", piece)
-            tokens[k], lengths[k] = piece["tokens"], piece["lengths"]
-            bar.update()
-        for j in range(K):  # j: the prompt that scores
-            sources = range(max(0, j - W), min(K, j + W + 1))
-            piece = parts.get(f"score{j}")
-            if piece is None:
-                block = sampling.score(
-                    lm, prompts[j],
-                    np.concatenate([tokens[k] for k in sources]),
-                    np.concatenate([lengths[k] for k in sources]),
-                    temperatures=(temperature,), eos=eos, batch_size=batch_size,
-                )
-                piece = {"block": np.asarray(block, dtype=float)[:, 0]}
-                parts.put(f"score{j}", piece)
-            for row, k in zip(piece["block"].reshape(len(sources), n_samples), sources):
-                logp[k, :, W + (j - k)] = row
-            bar.update()
-    for k in range(K):
-        _check_finite_self(logp[k, :, W], f"prompt value {values[k]!r}")
-    result = ScanResult(
-        kind="prompt", grid=grid, logp=logp, tokens=tokens, lengths=lengths,
-        prompt_ids=tuple(prompts), labels=tuple(str(v) for v in values),
-        model_name=str(lm.name), params=params, seed=seed,
-    )
-    return _store(result, path, key, parts)
+            _check_finite_self(logp[k, :, W], f"prompt value {values[k]!r}")
+        return dict(grid=grid, logp=logp, tokens=tokens, lengths=lengths,
+                    prompt_ids=tuple(prompts), labels=tuple(str(v) for v in values),
+                    model_name=str(lm.name))
+
+    plan = _Plan("prompt", {"model": _model_identity(lm), "prompt_ids": prompts, "grid": grid,
+                            "labels": [str(v) for v in values]}, params, 2 * K, compute, absorb,
+                 build)
+    return _run_plan(plan, SeedRecord.from_seed_sequence(root), cache_dir, progress)
 
 
 # ============================================================================ checkpoints
@@ -837,19 +892,10 @@ def checkpoint_scan(
             )
         from llm_bridge.models import load_model as loader
     root = seed_sequence(rng)
-    seed = SeedRecord.from_seed_sequence(root)
     params = {
         "n_samples": n_samples, "n_tokens": n_tokens, "L_max": L_max, "eos": eos,
         "temperature": temperature, "prompt": prompt if isinstance(prompt, str) else None,
     }
-    path, key, hit = _cached(cache_dir, "checkpoint", {
-        "checkpoints": [_checkpoint_identity(c) for c in items],
-        "prompt_input": prompt if isinstance(prompt, str) else np.asarray(prompt, dtype=np.int64),
-        "grid": grid, "seed": seed.to_dict(), **params,
-    })
-    if hit is not None:
-        return hit
-
     from llm_bridge import sampling
 
     K, W = len(grid), 2 * L_max - 1
@@ -857,7 +903,6 @@ def checkpoint_scan(
     tokens = np.zeros((K, n_samples, n_tokens), dtype=np.int64)
     lengths = np.zeros((K, n_samples), dtype=np.int64)
     gens = _grid_generators(root, K)
-    parts = cache.PartStore(cache_dir, "checkpoint", key)
     loaded: dict[int, object] = {}
     state = {"prompt_ids": None, "vocab": None}
 
@@ -885,43 +930,43 @@ def checkpoint_scan(
         )
         logp[k, :, W + (j - k)] = np.asarray(lp, dtype=float)[:, 0]
 
-    with _progress(K, progress, "checkpoint scan") as bar:
-        for k in range(K):
-            earlier = range(max(0, k - W), k)
-            piece = parts.get(f"point{k}")
-            if piece is None:
-                lm = model(k)
-                drawn = sampling.sample(
-                    lm, state["prompt_ids"], n_samples, n_tokens, temperature=temperature,
-                    eos=eos, batch_size=batch_size, rng=gens[k],
-                )
-                tokens[k], lengths[k] = _as_int_arrays(drawn)
-                for j in (*earlier, k):
-                    score_under(j, k)
-                    if j != k:
-                        score_under(k, j)
-                _check_finite_self(logp[k, :, W], f"checkpoint {labels[k]!r}")
-                piece = {
-                    "tokens": tokens[k], "lengths": lengths[k], "own": logp[k, :, :W + 1],
-                    "earlier": np.array([logp[j, :, W + (k - j)] for j in earlier]).reshape(
-                        len(earlier), n_samples),
-                    "prompt_ids": state["prompt_ids"],
-                }
-                parts.put(f"point{k}", piece)
-            else:
-                tokens[k], lengths[k] = piece["tokens"], piece["lengths"]
-                logp[k, :, :W + 1] = piece["own"]
-                for j, row in zip(earlier, piece["earlier"]):
-                    logp[j, :, W + (k - j)] = row
-                if state["prompt_ids"] is None:
-                    state["prompt_ids"] = piece["prompt_ids"]
-            for j in [j for j in loaded if j <= k - W]:
-                del loaded[j]
-            bar.update()
-    prompt_ids = state["prompt_ids"]
-    result = ScanResult(
-        kind="checkpoint", grid=grid, logp=logp, tokens=tokens, lengths=lengths,
-        prompt_ids=(prompt_ids,) * K, labels=labels,
-        model_name=f"{labels[0]} .. {labels[-1]}", params=params, seed=seed,
-    )
-    return _store(result, path, key, parts)
+    def compute(indices):  # piece k: sample checkpoint k, score it against the W before it
+        (k,) = indices
+        earlier = range(max(0, k - W), k)
+        drawn = sampling.sample(
+            model(k), state["prompt_ids"], n_samples, n_tokens, temperature=temperature,
+            eos=eos, batch_size=batch_size, rng=gens[k],
+        )
+        tokens[k], lengths[k] = _as_int_arrays(drawn)
+        for j in (*earlier, k):
+            score_under(j, k)
+            if j != k:
+                score_under(k, j)
+        _check_finite_self(logp[k, :, W], f"checkpoint {labels[k]!r}")
+        return [{
+            "tokens": tokens[k], "lengths": lengths[k], "own": logp[k, :, :W + 1],
+            "earlier": np.array([logp[j, :, W + (k - j)] for j in earlier]).reshape(
+                len(earlier), n_samples),
+            "prompt_ids": state["prompt_ids"],
+        }]
+
+    def absorb(k, piece):
+        tokens[k], lengths[k] = piece["tokens"], piece["lengths"]
+        logp[k, :, :W + 1] = piece["own"]
+        for j, row in zip(range(max(0, k - W), k), piece["earlier"]):
+            logp[j, :, W + (k - j)] = row
+        if state["prompt_ids"] is None:
+            state["prompt_ids"] = piece["prompt_ids"]
+        for j in [j for j in loaded if j <= k - W]:  # no later point needs checkpoint j
+            del loaded[j]
+
+    def build():
+        return dict(grid=grid, logp=logp, tokens=tokens, lengths=lengths,
+                    prompt_ids=(state["prompt_ids"],) * K, labels=labels,
+                    model_name=f"{labels[0]} .. {labels[-1]}")
+
+    key = {"checkpoints": [_checkpoint_identity(c) for c in items],
+           "prompt_input": prompt if isinstance(prompt, str) else np.asarray(prompt, dtype=np.int64),
+           "grid": grid}
+    plan = _Plan("checkpoint", key, params, K, compute, absorb, build)
+    return _run_plan(plan, SeedRecord.from_seed_sequence(root), cache_dir, progress)

@@ -249,7 +249,7 @@ def test_damaged_piece_of_an_interrupted_scan_is_reported_and_recomputed(
                         tmp_path / "o", "--cache-dir", tmp_path / "cache"], capsys)
     assert code == 130 and "the same command resumes" in err
     monkeypatch.setattr(sampling, "_draw", real)
-    (piece,) = (tmp_path / "cache").glob("temperature-*.parts/point0.npz")
+    (piece,) = (tmp_path / "cache").glob("temperature-*.parts/piece0.npz")
     _damage(piece, "truncate")
     with caplog.at_level("WARNING"):
         again = _scan(tmp_path, capsys, out="o2")
