@@ -22,6 +22,13 @@ def available_cpus() -> int:
     int
         The size of the process's CPU affinity set where the platform reports it (Linux;
         it honours ``taskset`` and container CPU sets), else :func:`os.cpu_count`.
+
+    Examples
+    --------
+    >>> import os
+    >>> n = available_cpus()
+    >>> isinstance(n, int) and 1 <= n <= (os.cpu_count() or n)
+    True
     """
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -224,11 +224,37 @@ def _cached_table(M, N, options):
 def theory_table(M: int, N: int, **model_options) -> TheoryTable:
     """A :class:`TheoryTable` with default nodes, cached per ``(M, N, model_options)``.
 
+    Parameters
+    ----------
+    M : int
+        Vocabulary size, ``M >= 2``.
+    N : int
+        Horizon: the number of generated tokens, ``N >= 1``.
+    **model_options
+        Further :class:`~branching.model.ListDecoderModel` arguments (e.g. ``delta``),
+        passed to :class:`TheoryTable`; their values must be hashable (they are part of the
+        cache key).
+
+    Returns
+    -------
+    TheoryTable
+        The table with default range and node density.  The same object is returned for
+        repeated calls with equal arguments (a cache of the eight most recent tables).
+
+    Raises
+    ------
+    ValueError
+        ``M`` or ``N`` is not an integer in its range, or a model option is invalid.
+
     Examples
     --------
     >>> table = theory_table(50, 4)
     >>> table.interpolation_error < 1e-5
     True
+    >>> theory_table(50, 4) is table
+    True
+    >>> table.laws([0.5, 2.0]).shape
+    (2, 5)
     """
     return _cached_table(check.integer("M", M, low=2), check.integer("N", N, low=1),
                          tuple(sorted(model_options.items())))
@@ -1116,11 +1142,24 @@ def heldout_prediction(train, test, *, M: int, N: int, link: str = "measured_sca
     statistic : {"normalized", "value"}
         The curve whose peak is predicted.
     table : TheoryTable, optional
+        The theory's laws; default :func:`theory_table` ``(M, N)``.
     rng : None, int, SeedSequence or Generator
+        Randomness of the bootstrap.
 
     Returns
     -------
     HeldOutResult
+        The fitted shared parameters with their intervals, and for every held-out prompt
+        the predicted and observed peak location and height with their intervals and
+        whether they agree.
+
+    Raises
+    ------
+    ValueError
+        A link other than ``"measured"`` or ``"measured_scaled"``, ``n_boot < 2``, an empty
+        ``train`` or ``test`` or one holding anything but :class:`PromptData`, too few
+        usable splits in the training curves for the free parameters, or bad ``M``, ``N``,
+        ``level``, ``statistic``.
 
     Notes
     -----
@@ -1131,6 +1170,25 @@ def heldout_prediction(train, test, *, M: int, N: int, link: str = "measured_sca
     :math:`\hat R_0`: the predicted interval holds both sources of uncertainty.  The
     observed peak and its interval are :func:`~branching.transitions.find_peak` of the whole
     held-out curve.
+
+    Examples
+    --------
+    Three prompts whose curves are the theory's, with noise, at thresholds 0.8, 1.4 and 1.1;
+    the third is predicted from its measured :math:`\hat R_0` alone:
+
+    >>> import numpy as np
+    >>> from dataclasses import replace
+    >>> from branching import transitions as tr
+    >>> grid, gen = np.geomspace(0.2, 5.0, 14), np.random.default_rng(0)
+    >>> def prompt(name, x_c):
+    ...     exact = tr.exact_indicator(np.log(theory_table(50, 4).laws(grid / x_c)), grid, log_grid=True)
+    ...     se = np.full(exact.value.size, 0.02 * exact.value.max())
+    ...     curve = replace(exact, value=gen.normal(exact.value, se), se=se, n_samples=100)
+    ...     return PromptData(name, curve, MeasuredR0(grid, grid / x_c, 0.02 * grid / x_c))
+    >>> train = [prompt("a", 0.8), prompt("b", 1.4)]
+    >>> result = heldout_prediction(train, prompt("c", 1.1), M=50, N=4, n_boot=5, rng=0)
+    >>> round(result.params["s"], 1), result.coverage
+    (1.0, (1, 1))
     """
     M, N, link, n_boot, level, _ = _check_common(M, N, link, n_boot, level, 0.05)
     if link not in ("measured", "measured_scaled"):
@@ -1239,13 +1297,21 @@ def threshold_routes(fit: ThresholdFit, measured: MeasuredR0 | None, curve, *, n
     curve : IndicatorCurve
         Route (iii): the empirical curve's peak (:func:`~branching.transitions.find_peak`).
     n_boot : int
-        Replicates for routes (ii) and (iii).
+        Replicates for routes (ii) and (iii), ``>= 2``.
     rng : None, int, SeedSequence or Generator
+        Randomness of the bootstraps of routes (ii) and (iii).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``route``, ``estimate``, ``ci_low``, ``ci_high``, ``level``, ``what``.
+        Columns ``route``, ``estimate``, ``ci_low``, ``ci_high``, ``level``, ``what``; one
+        row per route, then a row ``"fitted theory peak"`` (the split where the fitted
+        theory curve is largest, without an interval).
+
+    Raises
+    ------
+    ValueError
+        ``fit`` is not a :class:`ThresholdFit`, or ``n_boot`` is not an integer ``>= 2``.
 
     Notes
     -----
@@ -1253,6 +1319,26 @@ def threshold_routes(fit: ThresholdFit, measured: MeasuredR0 | None, curve, *, n
     output law changes fastest, which the theory places above :math:`R_0=1`
     (at :math:`R_0-1\approx0.3/N` to :math:`0.5/N` for the linear measure), so it is not an
     estimate of the same point; the fitted theory curve's own peak is listed as well.
+
+    Examples
+    --------
+    A noisy theory curve whose link crosses :math:`R_0=1` at ``x = 1.1``, and the measured
+    :math:`\hat R_0(x)=x/1.1`:
+
+    >>> import numpy as np
+    >>> from dataclasses import replace
+    >>> from branching import transitions as tr
+    >>> grid = np.geomspace(0.2, 5.0, 14)
+    >>> exact = tr.exact_indicator(np.log(theory_table(50, 4).laws(grid / 1.1)), grid, log_grid=True)
+    >>> se = np.full(exact.value.size, 0.02 * exact.value.max())
+    >>> curve = replace(exact, value=np.random.default_rng(0).normal(exact.value, se), se=se, n_samples=100)
+    >>> fit = fit_threshold(curve, M=50, N=4, n_boot=20, rng=1)
+    >>> measured = MeasuredR0(grid, grid / 1.1, 0.02 * grid / 1.1)
+    >>> routes = threshold_routes(fit, measured, curve, n_boot=20, rng=2)
+    >>> routes["route"].tolist()
+    ['(i) fitted x_c', '(ii) measured R0 crossing', '(iii) empirical peak', 'fitted theory peak']
+    >>> routes["estimate"].round(1).tolist()
+    [1.1, 1.1, 1.3, 1.3]
     """
     import pandas as pd
 

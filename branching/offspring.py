@@ -65,6 +65,29 @@ def clog1p(z):
     For complex ``z = x + iy``: ``Re = 0.5*log1p(2x + x^2 + y^2)`` when ``|z| < 1/2`` (no
     cancellation for tiny ``|z|``) and ``log|1+z|`` otherwise (none near ``z = -1``);
     ``Im = atan2(y, 1+x)``.
+
+    Parameters
+    ----------
+    z : array_like, real or complex
+        The argument; real input goes to :func:`numpy.log1p`.
+
+    Returns
+    -------
+    ndarray
+        ``log(1+z)`` elementwise, of the input's kind (real or complex); ``-inf`` (real
+        part) at ``z = -1``.
+
+    Examples
+    --------
+    For ``z = 1e-20 + 1e-10j`` the real part of ``log(1+z)`` is
+    ``Re(z - z**2/2) = 1.5e-20``, which forming ``1+z`` first loses:
+
+    >>> import numpy as np
+    >>> z = 1e-20 + 1e-10j
+    >>> round(float(clog1p(z).real / 1.5e-20), 12), float(clog1p(z).imag)
+    (1.0, 1e-10)
+    >>> round(float(np.log(1 + z).real / 1.5e-20), 3)
+    0.333
     """
     z = np.asarray(z)
     with np.errstate(divide="ignore"):  # log(0) = -inf is the right answer at z = -1
@@ -82,6 +105,26 @@ def cexpm1(z):
 
     For complex ``z = a + ib``: ``Re = expm1(a) cos b - 2 sin^2(b/2)``,
     ``Im = exp(a) sin b``.
+
+    Parameters
+    ----------
+    z : array_like, real or complex
+        The argument; real input goes to :func:`numpy.expm1`.
+
+    Returns
+    -------
+    ndarray
+        ``exp(z) - 1`` elementwise, of the input's kind (real or complex).
+
+    Examples
+    --------
+    For a tiny imaginary ``z = 1e-20j`` the real part ``cos(1e-20) - 1 = -5e-41`` survives,
+    and :func:`clog1p` inverts the function to full accuracy:
+
+    >>> complex(cexpm1(1e-20j))
+    (-5e-41+1e-20j)
+    >>> complex(clog1p(cexpm1(1e-12 + 1e-9j)))
+    (1e-12+1e-09j)
     """
     z = np.asarray(z)
     if not np.iscomplexobj(z):

@@ -141,6 +141,23 @@ def write_json(path, content) -> Path:
     The file holds ``{"format": ..., "sha256": <digest of the canonical text>,
     "content": content}``; :func:`read_json` verifies it.
 
+    Parameters
+    ----------
+    path : path-like
+        Destination; its directory is created if needed.
+    content : JSON-serialisable object
+        What to store (dicts, lists, strings, numbers, booleans, ``None``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    TypeError
+        ``content`` is not JSON-serialisable (nothing is written).
+
     Examples
     --------
     >>> import os, tempfile
@@ -159,13 +176,38 @@ def write_json(path, content) -> Path:
 def read_json(path):
     """The content of a file written by :func:`write_json`, verified against its digest.
 
+    Parameters
+    ----------
+    path : path-like
+        A file written by :func:`write_json`.
+
+    Returns
+    -------
+    object
+        The stored JSON content, as :func:`json.loads` returns it.
+
     Raises
     ------
     DamagedFileError
         The file is not valid JSON, not in the format of :func:`write_json`, or its content
-        does not match the stored digest.
+        does not match the stored digest (also when ``path`` is a directory).
     FileNotFoundError
         There is no file at ``path``.
+
+    Examples
+    --------
+    An edit of the stored content, even into other valid JSON, is detected:
+
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> p = write_json(os.path.join(d, "x.json"), {"n": 3})
+    >>> read_json(p)
+    {'n': 3}
+    >>> _ = p.write_text(p.read_text().replace('"n": 3', '"n": 4'))
+    >>> read_json(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    branching.store.DamagedFileError: damaged file '...x.json': content does not match its SHA-256 digest
     """
     path = Path(path)
     try:
@@ -249,13 +291,41 @@ def write_npz(path, arrays: Mapping, metadata: Mapping) -> Path:
 def read_npz(path) -> tuple[dict, dict]:
     """Read and verify a file written by :func:`write_npz`: ``(arrays, metadata)``.
 
+    Parameters
+    ----------
+    path : path-like
+        A file written by :func:`write_npz`.
+
+    Returns
+    -------
+    arrays : dict of str to ndarray
+        The stored arrays, in name order.
+    metadata : dict
+        The stored JSON metadata.
+
     Raises
     ------
     DamagedFileError
         The file is not a readable ``.npz`` archive (truncated, random bytes, ...), lacks
-        the metadata or digest, or its content does not match the digest.
+        the metadata or digest, or its content does not match the digest (also when
+        ``path`` is a directory).
     FileNotFoundError
         There is no file at ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> d = tempfile.mkdtemp()
+    >>> p = write_npz(os.path.join(d, "x.npz"), {"b": np.ones(2), "a": np.arange(3)}, {"n": 3})
+    >>> arrays, meta = read_npz(p)
+    >>> list(arrays), arrays["a"], meta
+    (['a', 'b'], array([0, 1, 2]), {'n': 3})
+    >>> _ = p.write_bytes(p.read_bytes()[:50])  # truncate the file
+    >>> read_npz(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    branching.store.DamagedFileError: damaged file '...x.npz': not a readable .npz archive...
     """
     path = Path(path)
     if path.is_dir():

@@ -109,6 +109,26 @@ def depth_law_table(M: int, T: int, r0_grid, **model_options) -> np.ndarray:
     ndarray of shape (K, T+1), or (K, T+2) when the list can end empty (``delta > 0``)
         Row ``k``: the depth law at ``r0_grid[k]`` (entry ``T``: the output is the oracle),
         plus the probability of an empty list as the last entry when ``delta > 0``.
+
+    Raises
+    ------
+    ValueError
+        ``r0_grid`` not one-dimensional or with negative entries, bad ``M`` or ``T``,
+        ``eps`` or ``eps_steps`` among ``model_options``, a ``law`` other than
+        ``"binomial"``, or a computed row that is not a probability vector.
+
+    Examples
+    --------
+    At :math:`R_0=0` the output is the oracle; the oracle's mass falls as :math:`R_0` grows:
+
+    >>> import numpy as np
+    >>> table = depth_law_table(10, 3, [0.0, 1.0, 5.0])
+    >>> table.shape, table[0].tolist()
+    ((3, 4), [0.0, 0.0, 0.0, 1.0])
+    >>> bool(np.all(np.diff(table[:, -1]) < 0)), np.allclose(table.sum(axis=1), 1.0)
+    (True, True)
+    >>> depth_law_table(10, 3, [1.0], delta=0.1).shape  # plus the empty-list atom
+    (1, 5)
     """
     grid = check.array("r0_grid", r0_grid, ndim=1, low=0.0)
     if "eps" in model_options or "eps_steps" in model_options:

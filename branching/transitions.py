@@ -492,9 +492,50 @@ def indicator(logp, grid, *, L: int = 1, measure: str = "linear", layout: str = 
 
 def indicators(logp, grid, *, L: int = 1, measures=MEASURES, layout: str = "banded",
                log_grid: bool = False) -> dict[str, IndicatorCurve]:
-    """:func:`indicator` for several measures from one pass over ``logp``.
+    r""":func:`indicator` for several measures from one pass over ``logp``.
 
     Returns a dict ``{measure: IndicatorCurve}`` in the order of ``measures``.
+
+    Parameters
+    ----------
+    logp : array of shape (K, S, 2W+1), or (K, S, K) with ``layout="full"``
+        Log-probabilities of the samples at the neighbouring grid points (module
+        docstring); ``W >= 2L-1``, ``S >= 2``.
+    grid : array of shape (K,)
+        Strictly monotone parameter values.
+    L : int
+        Grid points per window, ``1 <= L <= K/2``.
+    measures : sequence of {"linear", "tv", "js"}
+        The dissimilarities to compute (default: all three); non-empty.
+    layout : {"banded", "full"}
+        Layout of ``logp``.
+    log_grid : bool
+        Measure positions and spacings in :math:`\log\theta` (positive grids only).
+
+    Returns
+    -------
+    dict of str to IndicatorCurve
+        One curve per measure, keyed by the measure's name, each equal to
+        :func:`indicator` of that measure; the window log-ratios are computed once.
+
+    Raises
+    ------
+    ValueError
+        An empty ``measures`` (or a single string), an unknown measure, or any input that
+        :func:`indicator` refuses.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from branching.toys import MarkovToy
+    >>> toy = MarkovToy.random(V=4, N=3, rng=1, control="tilt")
+    >>> grid = np.linspace(-1.0, 1.0, 8)
+    >>> logp = toy.logp_banded(grid, S=200, W=1, rng=2)
+    >>> curves = indicators(logp, grid, measures=("linear", "js"))
+    >>> list(curves), curves["js"].value.shape
+    (['linear', 'js'], (7,))
+    >>> np.array_equal(curves["js"].value, indicator(logp, grid, measure="js").value)
+    True
     """
     if isinstance(measures, str) or len(measures) == 0:
         raise ValueError(f"measures must be a non-empty sequence of {list(MEASURES)}, got {measures!r}")
@@ -664,6 +705,15 @@ def find_peak(
         :func:`indicator`.
     grid : array, optional
         Required with a ``logp`` array.
+    L : int
+        Grid points per window (``logp`` input only).
+    measure : {"linear", "tv", "js"}
+        The dissimilarity (``logp`` input only).
+    layout : {"banded", "full"}
+        Layout of ``logp`` (``logp`` input only).
+    log_grid : bool
+        Measure positions in :math:`\log\theta` (``logp`` input only; a curve carries its
+        own setting).
     statistic : {"normalized", "value"}
         Maximise the normalised curve (default; the same as ``value`` on a uniform grid)
         or the raw value.
@@ -679,6 +729,15 @@ def find_peak(
     Returns
     -------
     Peak
+        Location, height and their uncertainties; for an exact curve (or one without
+        per-sample log-ratios) the interval is a point and ``z`` and ``p_value`` are
+        ``None``.
+
+    Raises
+    ------
+    ValueError
+        Bad ``statistic``, ``n_boot``, ``n_perm`` or ``level``; a ``logp`` array without
+        ``grid``, or any input that :func:`indicator` refuses.
 
     Notes
     -----
@@ -701,6 +760,21 @@ def find_peak(
     stochastically larger, i.e. the test conservative.  With exact log-probabilities a
     strictly unchanged law gives identical log-ratios of zero, a flat zero curve and
     ``p = 1``.
+
+    Examples
+    --------
+    A toy whose logits switch from one set to another around :math:`\theta = 0.3`:
+
+    >>> import numpy as np
+    >>> from branching.toys import MarkovToy
+    >>> toy = MarkovToy.random(V=3, N=4, rng=0, control="switch", center=0.3, sharpness=10.0)
+    >>> grid = np.linspace(-0.5, 1.0, 16)
+    >>> peak = find_peak(toy.logp_banded(grid, S=300, W=1, rng=1), grid, n_boot=50, n_perm=50, rng=2)
+    >>> round(peak.location, 2), peak.location_ci[0] < 0.3 < peak.location_ci[1], peak.p_value < 0.05
+    (0.29, True, True)
+    >>> exact = find_peak(exact_indicator(toy.log_prob_table(grid), grid))
+    >>> round(exact.location, 2), exact.p_value
+    (0.3, None)
     """
     statistic = check.choice("statistic", statistic, ("normalized", "value"))
     n_boot = check.integer("n_boot", n_boot, low=2)
@@ -828,10 +902,30 @@ def fisher_information(score, grid) -> FisherCurve:
         :math:`\hat{\mathcal F}_k=\frac1S\sum_s \mathrm{score}_{ks}^2` with standard error
         ``std(score^2, ddof=1) / sqrt(S)``.
 
+    Raises
+    ------
+    ValueError
+        ``score`` not two-dimensional or not finite, fewer than 2 samples per grid point,
+        or a ``grid`` that does not match ``score`` or is not strictly monotone.
+
     Notes
     -----
     Link to the indicators: :func:`small_shift_coefficient` gives the factor ``c`` with
     ``indicator.normalized -> c * F`` as the windows shrink.
+
+    Examples
+    --------
+    Scores of exact samples of a toy chain, against its exact Fisher information:
+
+    >>> import numpy as np
+    >>> from branching.toys import MarkovToy
+    >>> toy = MarkovToy.random(V=3, N=2, rng=0, control="tilt")
+    >>> grid, gen = np.array([0.0, 0.5]), np.random.default_rng(1)
+    >>> score = np.array([toy.score(toy.sample(t, 4000, rng=gen), t) for t in grid])
+    >>> curve = fisher_information(score, grid)
+    >>> exact = np.array([toy.fisher_information(t) for t in grid])
+    >>> curve.value.shape, bool(np.all(np.abs(curve.value - exact) < 3 * curve.se))
+    ((2,), True)
     """
     score = check.array("score", score, ndim=2)
     grid = _grid(grid, score.shape[0])
@@ -849,6 +943,36 @@ def small_shift_coefficient(measure: str) -> float:
     ``1/4`` for ``"linear"``, ``1/(8 ln 2)`` for ``"js"`` (bits).  ``"tv"`` raises: its
     generator is not differentiable at 1 and :math:`D_{TV}\approx\frac\delta2\mathbb E|\partial_\theta\log P|`
     is first order in :math:`\delta`.
+
+    Parameters
+    ----------
+    measure : {"linear", "js"}
+        The dissimilarity.
+
+    Returns
+    -------
+    float
+        The coefficient :math:`c` with ``IndicatorCurve.normalized`` :math:`\to
+        c\,\mathcal F` as the windows shrink.
+
+    Raises
+    ------
+    ValueError
+        ``measure="tv"``, or an unknown measure.
+
+    Examples
+    --------
+    >>> small_shift_coefficient("linear"), round(small_shift_coefficient("js"), 6)
+    (0.25, 0.180337)
+
+    Over a small shift the exact normalised indicator of a toy is this multiple of its
+    Fisher information:
+
+    >>> from branching.toys import MarkovToy
+    >>> toy = MarkovToy.random(V=3, N=2, rng=0, control="tilt")
+    >>> curve = exact_indicator(toy.log_prob_table([0.499, 0.501]), [0.499, 0.501])
+    >>> round(float(curve.normalized[0] / (0.25 * toy.fisher_information(0.5))), 4)
+    1.0
     """
     measure = _measure(measure)
     if measure == "tv":
@@ -924,6 +1048,15 @@ def prediction_indicator(logp_full, grid, *, log_grid: bool = False) -> Predicti
     Returns
     -------
     PredictionCurve
+        The indicator at the ``K - 2`` interior grid points with standard errors, and the
+        sample mean of the estimate at every grid point.
+
+    Raises
+    ------
+    ValueError
+        ``logp_full`` not of shape (K, S, K) or holding NaN or ``+inf``, ``K < 3``,
+        ``S < 2``, a non-finite diagonal entry, or a grid that is not strictly monotone
+        (or not positive with ``log_grid``).
 
     Notes
     -----
@@ -933,6 +1066,19 @@ def prediction_indicator(logp_full, grid, *, log_grid: bool = False) -> Predicti
     :math:`\frac{\bar{\hat\theta}_{k+1}-\bar{\hat\theta}_{k-1}}{\theta_{k+1}-\theta_{k-1}}-1`
     of the sample means; its standard error combines the two means' variances.  Every
     sample needs its log-probability at every grid point, hence the full layout.
+
+    Examples
+    --------
+    The sampled indicator of a toy chain agrees with the exact one within its errors:
+
+    >>> import numpy as np
+    >>> from branching.toys import MarkovToy
+    >>> toy = MarkovToy.random(V=3, N=2, rng=0, control="tilt")
+    >>> grid = np.linspace(-1.0, 1.0, 7)
+    >>> curve = prediction_indicator(toy.logp_full(grid, S=1000, rng=3), grid)
+    >>> exact = exact_prediction_indicator(toy.log_prob_table(grid), grid)
+    >>> curve.value.shape, bool(np.all(np.abs(curve.value - exact.value) < 3 * curve.se))
+    ((5,), True)
     """
     try:
         arr = np.asarray(logp_full, dtype=float)
@@ -964,6 +1110,40 @@ def exact_prediction_indicator(log_probs, grid, *, log_grid: bool = False) -> Pr
     :math:`A_{kk'}=\sum_xP(x\mid\theta_k)w_{k'}(x)`, each :math:`A_{kk'}` one ``logsumexp``
     of :math:`\log P(x\mid\theta_k)+\log w_{k'}(x)`.  Rows must be normalised as in
     :func:`exact_indicator`.
+
+    Parameters
+    ----------
+    log_probs : array of shape (K, X)
+        ``log_probs[k, x] = log P(x | grid[k])`` over a whole (finite) support; entries
+        finite or ``-inf``; every row normalised.
+    grid : array of shape (K,)
+        Strictly monotone, ``K >= 3``.
+    log_grid : bool
+        Regress :math:`\log\theta` instead of :math:`\theta`.
+
+    Returns
+    -------
+    PredictionCurve
+        With ``se = 0`` and ``n_samples = None``.
+
+    Raises
+    ------
+    ValueError
+        ``log_probs`` not two-dimensional, holding NaN or ``+inf``, or with a row that is
+        not normalised; ``K < 3``, or a grid that does not match or is not strictly
+        monotone.
+
+    Examples
+    --------
+    A law that does not change gives :math:`-1` (the estimate cannot follow
+    :math:`\theta`); laws with disjoint supports give 0 (it follows exactly):
+
+    >>> import numpy as np
+    >>> grid = [0.0, 1.0, 2.0, 3.0]
+    >>> exact_prediction_indicator(np.log(np.full((4, 2), 0.5)), grid).value
+    array([-1., -1.])
+    >>> exact_prediction_indicator(np.where(np.eye(4) > 0, 0.0, -np.inf), grid).value
+    array([0., 0.])
     """
     try:
         table = np.asarray(log_probs, dtype=float)

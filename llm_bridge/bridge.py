@@ -150,6 +150,7 @@ def run_bridge(lm, prompts, *, grid, n_samples: int = 32, n_tokens: int = 6, rul
     Parameters
     ----------
     lm : llm_bridge.models.LanguageModel
+        The model; its vocabulary size is the theory's :math:`M`.
     prompts : sequence of str or token-id sequences
         At least ``n_heldout + 1`` prompts (the last ``n_heldout`` are held out).
     grid : array_like
@@ -166,21 +167,50 @@ def run_bridge(lm, prompts, *, grid, n_samples: int = 32, n_tokens: int = 6, rul
     n_boot : int
         Bootstrap replicates of the fits (``>= 2``).
     level : float
-        Interval level.
+        Interval level, in (0, 1).
     chat : bool
         Encode text prompts with the chat template.
     se_floor : float or "min_positive"
         Passed to the fits (a temperature where every sample is the same has zero SE).
     rng : None, int, SeedSequence or Generator
+        Randomness of the scans and the bootstraps; every prompt gets its own child seeds.
     cache_dir : path, optional
-        Cache of both scans.
+        Cache of both scans (default: no cache).
     progress : bool
+        Show progress bars of the scans.
     names : sequence of str, optional
         Prompt names for tables (default ``p0, p1, ...``).
 
     Returns
     -------
     BridgeResult
+        Per prompt: the scan, its curve, the measured :math:`\hat R_0(T)`, the log-linear
+        fit and the three routes; the held-out prediction (``None`` when
+        ``n_heldout = 0``) and the parameters of the run.
+
+    Raises
+    ------
+    ValueError
+        Fewer than ``n_heldout + 1`` prompts, ``names`` of the wrong length, bad
+        ``n_heldout`` or ``n_boot``, or input that the scans or the fits refuse (e.g. a
+        grid too short for the fit's free parameters).
+
+    Examples
+    --------
+    A tiny random model, two prompts (the second held out), six temperatures and the
+    smallest sample sizes:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from llm_bridge.models import tiny_model
+    >>> result = run_bridge(tiny_model(8, seed=0), [[1, 2], [3, 4]], grid=np.geomspace(0.5, 4.0, 6),
+    ...                     n_samples=2, n_tokens=2, n_boot=2, cap=4, rng=0,
+    ...                     cache_dir=tempfile.mkdtemp(), progress=False)
+    >>> [p.name for p in result.prompts], result.heldout.test
+    (['p0', 'p1'], ('p1',))
+    >>> fit = result.prompts[0].fit
+    >>> fit.M, fit.N, fit.link, list(result.summary()["heldout"])
+    (8, 2, 'loglinear', [False, True])
     """
     from .eligibility import Threshold
     from .r0_scan import r0_scan
@@ -242,6 +272,44 @@ def plot_bridge(fig, fit: bfit.ThresholdFit, measured: bfit.MeasuredR0 | None, r
     :math:`R_0=1`.  Both: the three threshold estimates with their intervals.
 
     Returns the two axes.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure to draw into (two subplots are added).
+    fit : branching.fit.ThresholdFit
+        The fit of the prompt's distance curve.
+    measured : branching.fit.MeasuredR0 or None
+        The measured :math:`\\hat R_0(x)` (not drawn if None).
+    routes : pandas.DataFrame
+        :func:`branching.fit.threshold_routes` of the fit; rows without a finite estimate
+        are skipped.
+    title : str, optional
+        Title of the top panel.
+
+    Returns
+    -------
+    ax_d : matplotlib.axes.Axes
+        The top panel: the dissimilarity curves.
+    ax_r : matplotlib.axes.Axes
+        The bottom panel: :math:`R_0` on a logarithmic axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dataclasses import replace
+    >>> from matplotlib.figure import Figure
+    >>> from branching import transitions as tr
+    >>> grid = np.geomspace(0.2, 5.0, 14)
+    >>> exact = tr.exact_indicator(np.log(bfit.theory_table(50, 4).laws(grid / 1.1)), grid, log_grid=True)
+    >>> se = np.full(exact.value.size, 0.02 * exact.value.max())
+    >>> curve = replace(exact, value=np.random.default_rng(0).normal(exact.value, se), se=se, n_samples=100)
+    >>> fit = bfit.fit_threshold(curve, M=50, N=4, n_boot=20, rng=1)
+    >>> measured = bfit.MeasuredR0(grid, grid / 1.1, 0.02 * grid / 1.1)
+    >>> routes = bfit.threshold_routes(fit, measured, curve, n_boot=20, rng=2)
+    >>> ax_d, ax_r = plot_bridge(Figure(), fit, measured, routes, title="synthetic")
+    >>> ax_d.get_title(), ax_r.get_ylabel(), ax_r.get_yscale()
+    ('synthetic', 'R0', 'log')
     """
     from scipy import stats
 

@@ -38,7 +38,20 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 def package_version() -> str:
-    """The installed version of ``llm-branching`` (``"unknown"`` when not installed)."""
+    """The installed version of ``llm-branching`` (``"unknown"`` when not installed).
+
+    Returns
+    -------
+    str
+        The version string from the package metadata, or ``"unknown"``.  It is part of
+        every :func:`cache_key`, so an upgrade never reuses results of an older version.
+
+    Examples
+    --------
+    >>> v = package_version()
+    >>> v == "unknown" or v[0].isdigit()
+    True
+    """
     try:
         return version("llm-branching")
     except PackageNotFoundError:
@@ -69,6 +82,31 @@ def cache_key(parts: dict) -> str:
 
     Floats enter through their exact hexadecimal form, arrays with dtype and shape, dicts with
     sorted keys, so equal inputs give equal keys and any change gives a different key.
+
+    Parameters
+    ----------
+    parts : dict
+        Everything that determines a result: nested dicts, lists and tuples of strings,
+        integers, floats, booleans, ``None``, numpy scalars and arrays, and paths.
+
+    Returns
+    -------
+    str
+        64 lowercase hexadecimal digits.
+
+    Raises
+    ------
+    TypeError
+        ``parts`` holds a value of another type.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> key = cache_key({"grid": np.array([0.5, 1.0]), "eps": 0.1})
+    >>> len(key), key == cache_key({"eps": 0.1, "grid": np.array([0.5, 1.0])})
+    (64, True)
+    >>> key == cache_key({"grid": np.array([0.5, 1.0]), "eps": 0.1000000000000001})
+    False
     """
     payload = {"parts": _canonical(parts), "package_version": package_version()}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -76,7 +114,30 @@ def cache_key(parts: dict) -> str:
 
 
 def cache_path(cache_dir, kind: str, key: str) -> Path:
-    """Where the scan of ``kind`` with ``key`` lives inside ``cache_dir``."""
+    """Where the scan of ``kind`` with ``key`` lives inside ``cache_dir``.
+
+    Parameters
+    ----------
+    cache_dir : path-like
+        The cache directory.
+    kind : str
+        The kind of scan (a file-name prefix, e.g. ``"temperature"``).
+    key : str
+        The scan's :func:`cache_key`; its first 24 characters name the file.
+
+    Returns
+    -------
+    pathlib.Path
+        ``<cache_dir>/<kind>-<key[:24]>.npz`` (nothing is created).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> path = cache_path(d, "temperature", "0123456789abcdef" * 4)
+    >>> path.name, str(path.parent) == d
+    ('temperature-0123456789abcdef01234567.npz', True)
+    """
     return Path(cache_dir) / f"{kind}-{key[:24]}.npz"
 
 
@@ -86,6 +147,29 @@ def file_identity(path) -> dict | None:
     Returns ``None`` when ``path`` does not exist locally (e.g. a hub id).  Hashing the bytes
     of multi-gigabyte weights on every scan would cost more than the check is worth; size and
     ``mtime_ns`` change whenever a file is replaced.
+
+    Parameters
+    ----------
+    path : path-like
+        A file or directory (``~`` is expanded), or a name that is not a local path.
+
+    Returns
+    -------
+    dict or None
+        ``{"path": <resolved path>, "files": [[<resolved file>, <size in bytes>,
+        <mtime_ns>], ...]}`` with the files of a directory (recursively) in sorted order;
+        ``None`` if ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with open(os.path.join(d, "weights.bin"), "wb") as f:
+    ...     _ = f.write(b"abc")
+    >>> [(os.path.basename(name), size) for name, size, _ in file_identity(d)["files"]]
+    [('weights.bin', 3)]
+    >>> file_identity(os.path.join(d, "missing")) is None
+    True
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -99,7 +183,29 @@ def file_identity(path) -> dict | None:
 
 
 def state_dict_digest(state_dict) -> str:
-    """SHA-256 of a state dict's names, dtypes, shapes and bytes (torch tensors or arrays)."""
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes (torch tensors or arrays).
+
+    Parameters
+    ----------
+    state_dict : mapping of str to torch.Tensor or array_like
+        The parameters, e.g. ``model.state_dict()``.  Tensors are moved to the CPU;
+        ``bfloat16`` tensors are hashed as ``float32`` (numpy has no ``bfloat16``).
+
+    Returns
+    -------
+    str
+        64 lowercase hexadecimal digits; the entries are hashed in name order, so the
+        mapping's order does not matter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> digest = state_dict_digest({"w": np.zeros(2), "b": np.ones(1)})
+    >>> len(digest), digest == state_dict_digest({"b": np.ones(1), "w": np.zeros(2)})
+    (64, True)
+    >>> digest == state_dict_digest({"w": np.zeros(2, dtype=np.float32), "b": np.ones(1)})
+    False
+    """
     digest = hashlib.sha256()
     for name in sorted(state_dict):
         tensor = state_dict[name]
@@ -150,12 +256,55 @@ class PartStore:
 
 def write_npz_atomic(path, arrays: dict, metadata: dict) -> Path:
     """Write ``arrays`` and JSON ``metadata`` to ``path`` as one ``.npz``, atomically, with a
-    content digest (:func:`branching.store.write_npz`)."""
+    content digest (:func:`branching.store.write_npz`).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination, ending in ``.npz``; its directory is created if needed.
+    arrays : dict of str to array_like
+        Numeric or string arrays (no Python objects: files are read without pickle).
+    metadata : dict
+        JSON-serialisable metadata.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        ``path`` does not end in ``.npz``, ``arrays`` uses a reserved name or holds Python
+        objects.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> d = tempfile.mkdtemp()
+    >>> path = write_npz_atomic(os.path.join(d, "scan.npz"), {"x": np.arange(3)}, {"kind": "demo"})
+    >>> arrays, metadata = read_npz(path)
+    >>> arrays["x"], metadata
+    (array([0, 1, 2]), {'kind': 'demo'})
+    """
     return write_npz(path, arrays, metadata)
 
 
 def read_npz(path) -> tuple[dict, dict]:
     """Read and verify a file written by :func:`write_npz_atomic`: ``(arrays, metadata)``.
+
+    Parameters
+    ----------
+    path : path-like
+        A file written by :func:`write_npz_atomic`.
+
+    Returns
+    -------
+    arrays : dict of str to ndarray
+        The stored arrays, in name order.
+    metadata : dict
+        The stored JSON metadata.
 
     Raises
     ------
@@ -164,6 +313,20 @@ def read_npz(path) -> tuple[dict, dict]:
         the message names the file.
     ValueError
         There is no file at ``path``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> d = tempfile.mkdtemp()
+    >>> path = write_npz_atomic(os.path.join(d, "scan.npz"), {"r0": np.array([0.5, 2.0])}, {"n": 2})
+    >>> arrays, metadata = read_npz(path)
+    >>> arrays["r0"].tolist(), metadata["n"]
+    ([0.5, 2.0], 2)
+    >>> read_npz(os.path.join(d, "missing.npz"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: path '...missing.npz' is not an existing file
     """
     path = Path(path)
     if not path.exists():

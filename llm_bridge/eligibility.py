@@ -157,7 +157,34 @@ _FIELDS = {"threshold": "theta", "nucleus": "top_p", "top_k": "k"}
 
 
 def rule_from_dict(record: dict):
-    """Rebuild a rule from ``{"name": ..., <parameter>: ...}`` (as stored in saved results)."""
+    """Rebuild a rule from ``{"name": ..., <parameter>: ...}`` (as stored in saved results).
+
+    Parameters
+    ----------
+    record : dict
+        ``{"name": "threshold", "theta": ...}``, ``{"name": "nucleus", "top_p": ...}`` or
+        ``{"name": "top_k", "k": ...}``, as written by ``rule_to_dict``.
+
+    Returns
+    -------
+    Threshold, Nucleus or TopK
+        The rule, validated by its constructor.
+
+    Raises
+    ------
+    ValueError
+        An unknown rule name, or a parameter outside the rule's range.
+    KeyError
+        The record lacks the rule's parameter.
+
+    Examples
+    --------
+    >>> rule_from_dict({"name": "nucleus", "top_p": 0.9})
+    Nucleus(top_p=0.9)
+    >>> rule = TopK(3)
+    >>> rule_from_dict(rule_to_dict(rule)) == rule
+    True
+    """
     name = record.get("name")
     if name not in RULES:
         raise ValueError(f"rule name must be one of {sorted(RULES)}, got {name!r}")
@@ -172,12 +199,34 @@ def rule_to_dict(rule) -> dict:
 def parse_rule(text: str):
     """A rule from ``"threshold=0.05"``, ``"nucleus=0.9"`` or ``"top_k=3"``.
 
+    Parameters
+    ----------
+    text : str
+        ``name=value`` with ``name`` one of ``threshold``, ``nucleus``, ``top_k`` (``top-k``
+        is accepted too; spaces around the name are ignored) and ``value`` a number (an
+        integer for ``top_k``).
+
+    Returns
+    -------
+    Threshold, Nucleus or TopK
+        The rule, validated by its constructor.
+
+    Raises
+    ------
+    ValueError
+        No ``=``, an unknown rule name, a value that is not a number, or a parameter
+        outside the rule's range.
+
     Examples
     --------
     >>> parse_rule("threshold=0.05")
     Threshold(theta=0.05)
     >>> parse_rule("top_k=3")
     TopK(k=3)
+    >>> parse_rule("nucleus=1.5")
+    Traceback (most recent call last):
+    ...
+    ValueError: top_p must lie in (0, 1], got 1.5
     """
     name, sep, value = str(text).partition("=")
     name = name.strip().replace("-", "_")

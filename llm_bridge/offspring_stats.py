@@ -343,6 +343,12 @@ def bootstrap_estimates(
     -------
     Estimates
 
+    Raises
+    ------
+    ValueError
+        For an unknown ``bootstrap`` kind, ``n_boot < 20``, ``level`` outside (0, 1) or
+        ``n_prompts < 1``.
+
     Notes
     -----
     Every replicate draws a multiplicity :math:`m_i` per node and recomputes the ratio
@@ -353,6 +359,19 @@ def bootstrap_estimates(
     proportion often estimated from few misses, whose interval is the Wilson score interval
     with the number of oracle nodes divided by the design effect (bootstrap variance over
     binomial variance, at least 1), which keeps its coverage when no miss was seen.
+
+    Examples
+    --------
+    Two prompts, each with one oracle node and two erroneous nodes:
+
+    >>> est = bootstrap_estimates(
+    ...     prompt=[0, 0, 0, 1, 1, 1], oracle=[True, False, False, True, False, False],
+    ...     children=[2, 0, 2, 1, 1, 3], weight=np.ones(6), wrong=[1, 0, 0, 0, 0, 0],
+    ...     missed=[False, False, False, True, False, False], n_prompts=2, n_boot=200, rng=0)
+    >>> est.r0, est.immigration, est.delta     # (0 + 2 + 1 + 3) / 4, 1 / 2, 1 / 2
+    (1.5, 0.5, 0.5)
+    >>> est.n_erroneous_nodes, bool(est.r0_ci[0] <= est.r0 <= est.r0_ci[1])
+    (4, True)
     """
     bootstrap = check.choice("bootstrap", bootstrap, BOOTSTRAP_KINDS)
     n_boot = check.integer("n_boot", n_boot, low=20)

@@ -684,6 +684,21 @@ def iter_output_logits(
 
     Parameters are those of :func:`score` (without temperatures).
 
+    Parameters
+    ----------
+    lm : LanguageModel
+    prompt_ids : sequence of int, or sequence of such sequences
+        One prompt for every sample, or one prompt per sample (lengths may differ).
+    tokens : array of int, shape (S, N)
+        Continuations, e.g. ``Samples.tokens``.
+    lengths : array of int, shape (S,), optional
+        Number of output positions that count per sample.  Under ``eos="stop"`` it is
+        implied by the first EOS (and, if given, must agree); otherwise it defaults to ``N``.
+    eos : {"stop", "forbid", "none"}
+        EOS policy, as in :func:`sample`.
+    batch_size : int
+        Samples per forward pass.
+
     Returns
     -------
     iterator of (index, logits)
@@ -697,6 +712,24 @@ def iter_output_logits(
         after ``lengths`` are set to zero -- a uniform, temperature-independent
         distribution, so they add nothing to temperature derivatives -- and must be
         masked with ``lengths`` before summing log-probabilities.
+
+    Raises
+    ------
+    ValueError
+        For an EOS policy the model cannot follow (no ``eos_token_id``), token ids outside
+        the vocabulary, ``lengths`` outside ``[1, N]`` or disagreeing with the first EOS
+        under ``"stop"``, a number of prompts that is neither 1 nor ``S``, or a prompt
+        plus ``N`` tokens longer than the context.
+
+    Examples
+    --------
+    >>> from llm_bridge.models import tiny_model
+    >>> lm = tiny_model(5, seed=0)
+    >>> tokens = np.array([[1, 2, 3], [3, 2, 1], [0, 0, 4]])
+    >>> for index, logits in iter_output_logits(lm, [0], tokens, eos="none", batch_size=2):
+    ...     print(index.tolist(), tuple(logits.shape), logits.dtype)
+    [0, 1] (2, 3, 5) torch.float32
+    [2] (1, 3, 5) torch.float32
     """
     plan = _TeacherForcing(lm, prompt_ids, tokens, lengths, eos, batch_size)
     return ((batch.index, torch.where(batch.mask[..., None], batch.logits, 0.0))
@@ -716,10 +749,47 @@ def output_logits(
 
     Same as collecting :func:`iter_output_logits`; needs ``S * N * V`` floats of memory.
 
+    Parameters
+    ----------
+    lm : LanguageModel
+    prompt_ids : sequence of int, or sequence of such sequences
+        One prompt for every sample, or one prompt per sample (lengths may differ).
+    tokens : array of int, shape (S, N)
+        Continuations, e.g. ``Samples.tokens``.
+    lengths : array of int, shape (S,), optional
+        Number of output positions that count per sample.  Under ``eos="stop"`` it is
+        implied by the first EOS (and, if given, must agree); otherwise it defaults to ``N``.
+    eos : {"stop", "forbid", "none"}
+        EOS policy, as in :func:`sample`.
+    batch_size : int
+        Samples per forward pass.
+
     Returns
     -------
     ndarray, shape (S, N, V)
         float32 (float64 for a float64 model); see :func:`iter_output_logits`.
+
+    Raises
+    ------
+    ValueError
+        For an EOS policy the model cannot follow (no ``eos_token_id``), token ids outside
+        the vocabulary, ``lengths`` outside ``[1, N]`` or disagreeing with the first EOS
+        under ``"stop"``, a number of prompts that is neither 1 nor ``S``, or a prompt
+        plus ``N`` tokens longer than the context.
+
+    Examples
+    --------
+    The log-softmax of the logits gives back :func:`score` at temperature 1:
+
+    >>> from llm_bridge.models import tiny_model
+    >>> lm = tiny_model(5, seed=0)
+    >>> tokens = np.array([[1, 2, 3], [3, 2, 1]])
+    >>> z = output_logits(lm, [0], tokens, lengths=[3, 1], eos="none")
+    >>> z.shape, bool((z[1, 1:] == 0).all())        # positions past lengths[1] are zero
+    ((2, 3, 5), True)
+    >>> logp = torch.log_softmax(torch.from_numpy(z[0]), dim=-1)[[0, 1, 2], tokens[0]].sum()
+    >>> bool(abs(float(logp) - score(lm, [0], tokens, lengths=[3, 1], eos="none")[0, 0]) < 1e-5)
+    True
     """
     plan = _TeacherForcing(lm, prompt_ids, tokens, lengths, eos, batch_size)
     dtype = np.float64 if _compute_dtype(lm) == torch.float64 else np.float32

@@ -78,6 +78,22 @@ def validate_grid(name: str, grid, *, L_max: int, positive: bool = False) -> np.
     Returns
     -------
     ndarray of float64
+
+    Raises
+    ------
+    ValueError
+        If the grid is not a one-dimensional array of finite numbers, has a value <= 0
+        when ``positive``, is not strictly increasing, or has fewer than ``2 * L_max``
+        points; the message names ``name``.
+
+    Examples
+    --------
+    >>> validate_grid("temperatures", [0.5, 1.0, 1.5, 2.0], L_max=2, positive=True)
+    array([0.5, 1. , 1.5, 2. ])
+    >>> validate_grid("temperatures", [1.0, 0.5], L_max=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: temperatures must be strictly increasing; entries 0, 1 are 1.0, 0.5
     """
     arr = validation.array(name, grid, ndim=1)
     if positive and np.any(arr <= 0):
@@ -705,7 +721,20 @@ def state_dict_loader(base) -> Callable:
     -------
     callable
         ``loader((name, state_dict)) -> LanguageModel``: a deep copy of ``base.model`` with the
-        state dict loaded (strictly: every key must match), named ``name``.
+        state dict loaded (strictly: every key must match), named ``name``.  The loader
+        raises ``ValueError`` for an item that is not such a pair, and torch's
+        ``RuntimeError`` for a state dict whose keys or shapes do not match.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from llm_bridge.models import tiny_model
+    >>> base, other = tiny_model(6, seed=0), tiny_model(6, seed=1)
+    >>> lm = state_dict_loader(base)(("seed-1", other.model.state_dict()))
+    >>> lm.name, lm.model is base.model
+    ('seed-1', False)
+    >>> all(torch.equal(p, q) for p, q in zip(lm.model.parameters(), other.model.parameters()))
+    True
     """
     import copy
 

@@ -267,6 +267,17 @@ def sequence_log_probs(logits, tokens, mask, temperatures):
     -----
     One set of logits serves every temperature: only the division by :math:`T'` changes.
     Computed in float64 because dividing by a small :math:`T'` magnifies rounding errors.
+
+    Examples
+    --------
+    One sample of two positions over two tokens, the second position masked out:
+    :math:`\\log P = -\\log(1 + e^{-2/T'})`.
+
+    >>> import torch
+    >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
+    >>> tokens, mask = torch.tensor([[0, 1]]), torch.tensor([[True, False]])
+    >>> sequence_log_probs(logits, tokens, mask, [1.0, 2.0]).round(decimals=4)
+    tensor([[-0.1269, -0.3133]], dtype=torch.float64)
     """
     import torch
 
@@ -300,6 +311,18 @@ def temperature_score(logits, tokens, mask, temperature: float):
     -----
     Tokens with a ``-inf`` logit have zero probability and are left out of both moments
     (instead of producing ``0 * inf``).
+
+    Examples
+    --------
+    The score is the temperature derivative of :math:`\\log P(x \\mid T)`:
+
+    >>> import torch
+    >>> logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])
+    >>> tokens, mask = torch.tensor([[0, 1]]), torch.tensor([[True, False]])
+    >>> score, variance = temperature_score(logits, tokens, mask, 1.0)
+    >>> lp = sequence_log_probs(logits, tokens, mask, [1 - 1e-5, 1 + 1e-5])
+    >>> round(float(score[0]), 4), round(float((lp[0, 1] - lp[0, 0]) / 2e-5), 4)
+    (-0.2384, -0.2384)
     """
     import torch
 

@@ -44,6 +44,29 @@ def blocks(model) -> torch.nn.ModuleList:
 
     Found as the module list whose length is the configured number of layers
     (``model.model.layers`` for Llama/SmolLM2, ``model.transformer.h`` for GPT-2).
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        The causal LM module (``LanguageModel.model``); its ``config`` gives the depth as
+        ``num_hidden_layers``, ``n_layer`` or ``num_layers``.
+
+    Returns
+    -------
+    torch.nn.ModuleList
+        The decoder layers, in order (the modules themselves, not copies).
+
+    Raises
+    ------
+    ValueError
+        If no ``ModuleList`` of the configured depth is found.
+
+    Examples
+    --------
+    >>> from llm_bridge.models import tiny_model
+    >>> stack = blocks(tiny_model(6, n_layers=3, seed=0).model)
+    >>> len(stack), type(stack[0]).__name__
+    (3, 'LlamaDecoderLayer')
     """
     config = model.config
     depth = next((getattr(config, a) for a in ("num_hidden_layers", "n_layer", "num_layers")
@@ -101,9 +124,24 @@ def _run_hooked(lm, ids: torch.Tensor, sinks: dict[int, callable]) -> None:
 def block_io(lm, ids, layer: int) -> tuple[np.ndarray, np.ndarray]:
     """Input and output of block ``layer`` for the id matrix ``ids``, by a pre-hook and a hook.
 
+    Parameters
+    ----------
+    lm : LanguageModel
+        The model; its forward pass runs unchanged, under ``torch.inference_mode``.
+    ids : int array_like of shape (B, T)
+        Token ids, fed exactly as given (no BOS added).
+    layer : int
+        Index of the block, in ``[0, n_blocks)``.
+
     Returns
     -------
     (inputs, outputs) : float32 arrays of shape (B, T, d)
+        The residual stream entering block ``layer`` and the one leaving it.
+
+    Raises
+    ------
+    ValueError
+        For a layer index out of range.
 
     Examples
     --------

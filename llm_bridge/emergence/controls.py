@@ -40,6 +40,13 @@ def near_identity(lm, layers):
     layers : int or sequence of int
         Block indices.
 
+    Yields
+    ------
+    LanguageModel
+        ``lm`` itself, with the normalisation gains (and biases) of the chosen blocks set to
+        zero; their original values are restored on leaving the ``with`` block, also after
+        an exception.
+
     Raises
     ------
     ValueError
@@ -83,10 +90,34 @@ def random_init(lm, *, seed: int = 0):
     The model class's own initialisation (``config.initializer_range``) is used, seeded by
     ``seed`` inside ``torch.random.fork_rng`` so torch's global random state is unchanged.
 
+    Parameters
+    ----------
+    lm : LanguageModel
+        The model whose architecture (``lm.model.config``), tokenizer, device and dtype are
+        kept; it is not modified.
+    seed : int
+        Seed of the initialisation, ``>= 0``; the same seed gives the same weights.
+
     Returns
     -------
     LanguageModel
         Same tokenizer and configuration; ``name`` gains ``" (random init, seed=...)"``.
+
+    Raises
+    ------
+    ValueError
+        For a negative or non-integer ``seed``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from llm_bridge.models import tiny_model
+    >>> lm = tiny_model(6, seed=0)
+    >>> a, b = random_init(lm, seed=1), random_init(lm, seed=1)
+    >>> a.name.endswith("(random init, seed=1)"), type(a.model) is type(lm.model)
+    (True, True)
+    >>> all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    True
     """
     seed = check.integer("seed", seed, low=0)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():

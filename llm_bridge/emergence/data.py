@@ -124,13 +124,37 @@ def _ids(name, value) -> np.ndarray:
 
 
 def entity_words() -> dict[str, list[str]]:
-    """The candidate entity words shipped with the package, by category."""
+    """The candidate entity words shipped with the package, by category.
+
+    Returns
+    -------
+    dict of str to list of str
+        Category name (``"animal"``, ``"colour"``, ``"country"``) to its candidate words,
+        capitalised as they appear in running text and without a leading space.
+
+    Examples
+    --------
+    >>> words = entity_words()
+    >>> sorted(words), words["colour"][:3]
+    (['animal', 'colour', 'country'], ['red', 'blue', 'green'])
+    """
     text = resources.files(__package__).joinpath("entities.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
 def natural_text() -> str:
-    """The prose shipped with the package (a few KB of plain English paragraphs)."""
+    """The prose shipped with the package (a few KB of plain English paragraphs).
+
+    Returns
+    -------
+    str
+        The text, read as UTF-8.
+
+    Examples
+    --------
+    >>> natural_text().split()[:4]
+    ['The', 'river', 'rose', 'slowly']
+    """
     return resources.files(__package__).joinpath("natural_text.txt").read_text(encoding="utf-8")
 
 
@@ -156,6 +180,28 @@ def single_token_entities(lm, categories=None) -> dict[str, list[int]]:
     dict of str to list of int
         Token ids of ``" Word"`` (leading space, as inside a list) for every candidate word
         that is a single token; ids claimed by two categories are dropped from both.
+
+    Raises
+    ------
+    ValueError
+        For a category not in :func:`entity_words`, or a model without a tokenizer.
+
+    Examples
+    --------
+    With a word-level tokenizer that knows two colours and two animals, every other word
+    encodes to the one token ``[UNK]``, which both categories claim and therefore lose:
+
+    >>> import dataclasses
+    >>> from tokenizers import Tokenizer, models, pre_tokenizers
+    >>> from transformers import PreTrainedTokenizerFast
+    >>> from llm_bridge.models import tiny_model
+    >>> words = ["[UNK]", ",", "red", "blue", "cat", "dog"]   # a word-level stand-in tokenizer
+    >>> tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "[UNK]"))
+    >>> tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    >>> tok = PreTrainedTokenizerFast(tokenizer_object=tok)
+    >>> lm = dataclasses.replace(tiny_model(6), tokenizer=tok)
+    >>> single_token_entities(lm, ["colour", "animal"])
+    {'colour': [2, 3], 'animal': [4, 5]}
     """
     words = entity_words()
     categories = sorted(words) if categories is None else list(categories)
@@ -264,6 +310,34 @@ def icl_lists(lm, *, shots: int, n: int, mixed: bool = False, categories=None,
         Default: every category of :func:`entity_words`.
     separator : str
         Text of the separator token (must be one token).
+
+    Returns
+    -------
+    TokenDataset
+        As returned by :func:`category_lists`; ``params["words"]`` also holds the decoded
+        entities used for each category.
+
+    Raises
+    ------
+    ValueError
+        For a model without a tokenizer, a separator that is not one token, an unknown
+        category, or ``shots`` above the number of single-token entities of the smallest
+        category.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> from tokenizers import Tokenizer, models, pre_tokenizers
+    >>> from transformers import PreTrainedTokenizerFast
+    >>> from llm_bridge.models import tiny_model
+    >>> words = ["[UNK]", ",", "red", "blue", "cat", "dog"]   # a word-level stand-in tokenizer
+    >>> tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "[UNK]"))
+    >>> tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    >>> tok = PreTrainedTokenizerFast(tokenizer_object=tok)
+    >>> lm = dataclasses.replace(tiny_model(6), tokenizer=tok)
+    >>> data = icl_lists(lm, shots=2, n=3, categories=["colour", "animal"], rng=0)
+    >>> data.ids.shape, data.params["words"]
+    ((3, 4), {'colour': ['red', 'blue'], 'animal': ['cat', 'dog']})
     """
     sep = _encode(lm, separator)
     if len(sep) != 1:
@@ -279,6 +353,27 @@ def icl_lists(lm, *, shots: int, n: int, mixed: bool = False, categories=None,
 
 def windows_from_ids(tokens, *, length: int, n: int, rng=None) -> TokenDataset:
     """``n`` windows of ``length`` consecutive tokens starting at uniform random offsets.
+
+    Parameters
+    ----------
+    tokens : sequence of int
+        A token stream (non-negative ids).
+    length : int
+        Window length, ``2 <= length <= len(tokens)``.
+    n : int
+        Number of windows, ``>= 1`` (drawn with replacement: windows may repeat).
+    rng : None, int, SeedSequence or Generator
+        Randomness of the offsets.
+
+    Returns
+    -------
+    TokenDataset
+        Of kind ``"text"``; ``params`` holds ``length`` and the number of distinct offsets.
+
+    Raises
+    ------
+    ValueError
+        For an empty or negative token stream, or ``length`` or ``n`` out of range.
 
     Examples
     --------
@@ -299,7 +394,49 @@ def windows_from_ids(tokens, *, length: int, n: int, rng=None) -> TokenDataset:
 
 
 def text_windows(lm, *, length: int = 8, n: int, text: str | None = None, rng=None) -> TokenDataset:
-    """Windows of the shipped prose (or ``text``) encoded by the model's tokenizer (no BOS)."""
+    """Windows of the shipped prose (or ``text``) encoded by the model's tokenizer (no BOS).
+
+    Parameters
+    ----------
+    lm : LanguageModel
+        A model with a tokenizer; the text is encoded without special tokens.
+    length : int
+        Tokens per window, ``>= 2``.
+    n : int
+        Number of windows (see :func:`windows_from_ids`).
+    text : str, optional
+        Text to cut the windows from (default: :func:`natural_text`).
+    rng : None, int, SeedSequence or Generator
+        Randomness of the window offsets.
+
+    Returns
+    -------
+    TokenDataset
+        Of kind ``"text"``; ``params["source"]`` records where the text came from.
+
+    Raises
+    ------
+    ValueError
+        For a model without a tokenizer, or ``length`` above the number of tokens of the
+        text.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> from tokenizers import Tokenizer, models, pre_tokenizers
+    >>> from transformers import PreTrainedTokenizerFast
+    >>> from llm_bridge.models import tiny_model
+    >>> words = ["[UNK]", ",", "red", "blue", "cat", "dog"]   # a word-level stand-in tokenizer
+    >>> tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "[UNK]"))
+    >>> tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    >>> tok = PreTrainedTokenizerFast(tokenizer_object=tok)
+    >>> lm = dataclasses.replace(tiny_model(6), tokenizer=tok)
+    >>> lm.tokenizer("red cat, blue dog", add_special_tokens=False)["input_ids"]
+    [2, 4, 1, 3, 5]
+    >>> text_windows(lm, length=3, n=2, text="red cat, blue dog", rng=0).ids
+    array([[1, 3, 5],
+           [4, 1, 3]])
+    """
     data = windows_from_ids(_encode(lm, natural_text() if text is None else text),
                             length=length, n=n, rng=rng)
     data.params["source"] = "package prose" if text is None else "text argument"
@@ -307,7 +444,28 @@ def text_windows(lm, *, length: int = 8, n: int, text: str | None = None, rng=No
 
 
 def shuffled(data: TokenDataset, *, rng=None) -> TokenDataset:
-    """The same windows with their tokens permuted independently within each window."""
+    """The same windows with their tokens permuted independently within each window.
+
+    Parameters
+    ----------
+    data : TokenDataset
+        The windows to shuffle (left unchanged).
+    rng : None, int, SeedSequence or Generator
+        Randomness of the permutations.
+
+    Returns
+    -------
+    TokenDataset
+        Of kind ``"shuffled"``: every window holds the same multiset of tokens in a random
+        order; ``params`` are those of ``data`` plus ``"from"`` (the kind of ``data``).
+
+    Examples
+    --------
+    >>> data = windows_from_ids(list(range(10)), length=4, n=3, rng=0)
+    >>> mixed = shuffled(data, rng=1)
+    >>> mixed.kind, bool((np.sort(mixed.ids, axis=1) == np.sort(data.ids, axis=1)).all())
+    ('shuffled', True)
+    """
     seq = seed_sequence(rng)
     generator = np.random.default_rng(seq)
     ids = np.array([row[generator.permutation(row.size)] for row in data.ids])
@@ -316,7 +474,28 @@ def shuffled(data: TokenDataset, *, rng=None) -> TokenDataset:
 
 
 def unigram_control(data: TokenDataset, *, rng=None) -> TokenDataset:
-    """I.i.d. tokens: each column resampled from its own empirical law (rows decoupled)."""
+    """I.i.d. tokens: each column resampled from its own empirical law (rows decoupled).
+
+    Parameters
+    ----------
+    data : TokenDataset
+        The windows whose per-position token laws are kept (left unchanged).
+    rng : None, int, SeedSequence or Generator
+        Randomness of the resampling.
+
+    Returns
+    -------
+    TokenDataset
+        Of kind ``"unigram"``, of the same shape: column ``t`` is drawn with replacement
+        from column ``t`` of ``data``; ``params`` are those of ``data`` plus ``"from"``.
+
+    Examples
+    --------
+    >>> data = windows_from_ids(list(range(10)), length=4, n=3, rng=0)
+    >>> iid = unigram_control(data, rng=1)
+    >>> iid.kind, all(set(iid.ids[:, t]) <= set(data.ids[:, t]) for t in range(4))
+    ('unigram', True)
+    """
     seq = seed_sequence(rng)
     generator = np.random.default_rng(seq)
     ids = np.stack([generator.choice(col, size=col.size, replace=True) for col in data.ids.T],

@@ -52,11 +52,30 @@ def build_dataset(lm, kind: str = "icl", *, shots: int = 5, length: int = 8, n: 
         category lists.  A model without a tokenizer gets id categories
         ``1..V-1`` split in three (separator 0) and, for text, a uniform random token stream.
     shots, length, n : int
+        Entities per list, tokens per text window, and number of windows.
     rng : None, int, SeedSequence or Generator
+        Randomness of the data; the controls use a separate child seed.
 
     Returns
     -------
     TokenDataset
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind``, a tokenizer-less model with ``vocab_size < 4``, or sizes
+        the builders refuse (``shots`` above the entities per category, ``length`` above
+        the text, ...).
+
+    Examples
+    --------
+    >>> from llm_bridge.models import tiny_model
+    >>> lm = tiny_model(13, seed=0)                  # no tokenizer: id categories 1..12
+    >>> data = build_dataset(lm, "icl", shots=2, n=200, rng=0)
+    >>> data.kind, data.ids.shape, data.params["categories"]
+    ('category', (200, 4), ['c0', 'c1', 'c2'])
+    >>> build_dataset(lm, "text-shuffled", length=5, n=3, rng=0).ids.shape
+    (3, 5)
     """
     check.choice("kind", kind, DATASETS)
     seq = seed_sequence(rng)
@@ -98,12 +117,35 @@ def run_experiment(lm, data, out_dir, *, layers=None, control: str = "none",
         As in :func:`llm_bridge.emergence.metric.emergence`.
     batch_size : int
         Windows per forward pass.
+    control_seed : int
+        Seed of the weights of the ``"random-init"`` control (see
+        :func:`llm_bridge.emergence.controls.random_init`).
     progress : bool
+        Show progress bars for the capture and the metric.
 
     Returns
     -------
     EmergenceResult
         ``label`` names the control.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``control``, and as :func:`llm_bridge.emergence.capture.capture`
+        and :func:`llm_bridge.emergence.metric.emergence` (ids outside the vocabulary, a
+        layer out of range, estimator settings the data cannot support, ...).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from llm_bridge.models import tiny_model
+    >>> lm = tiny_model(13, seed=0)
+    >>> data = build_dataset(lm, "icl", shots=2, n=200, rng=0)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     result = run_experiment(lm, data, tmp, layers=[1], control="random-init",
+    ...                             n_seeds=2, dim=4, rng=0)
+    >>> result.label, result.layers, result.macro.shape
+    ('random-init', (1,), (1, 4, 2))
     """
     check.choice("control", control, CONTROLS)
     model = random_init(lm, seed=control_seed) if control == "random-init" else lm

@@ -200,6 +200,21 @@ def emergence(reps, *, dataset=None, estimator: str = "gaussian", layers=None,
     The micro estimate at position ``i`` does not depend on ``t``; it is computed once.
     Each ``(layer, position)`` gets its own child seed (spawned by index), so the result
     does not depend on which other blocks are analysed.
+
+    Examples
+    --------
+    At position 0 the macro and micro variables coincide, so :math:`E_l(0) = 0`:
+
+    >>> import tempfile
+    >>> from llm_bridge.models import tiny_model
+    >>> from llm_bridge.emergence.capture import capture
+    >>> from llm_bridge.emergence.data import category_lists
+    >>> data = category_lists({"a": [1, 2, 3], "b": [4, 5, 6]}, 0, shots=2, n=200, rng=0)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     reps = capture(tiny_model(7, seed=0), data, tmp, layers=[1])
+    ...     result = emergence(reps, dataset=data, dim=4, n_seeds=2, rng=0)
+    >>> result.macro.shape, bool(np.allclose(result.emergence()[:, 0], 0.0, atol=1e-3))
+    ((1, 4, 2), True)
     """
     check.choice("estimator", estimator, ESTIMATORS)
     n_seeds = check.integer("n_seeds", n_seeds, low=1)

@@ -257,5 +257,29 @@ FAMILIES = {
 
 
 def get_family(name: str) -> Family:
-    """One of the predefined families, ``"quick"`` or ``"default"``."""
+    """One of the predefined families, ``"quick"`` or ``"default"``.
+
+    Parameters
+    ----------
+    name : {"quick", "default"}
+        Key of the family in :data:`FAMILIES`.
+
+    Returns
+    -------
+    Family
+        The predefined family (the same object as ``FAMILIES[name]``).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not the name of a predefined family.
+
+    Examples
+    --------
+    >>> fam = get_family("quick")
+    >>> fam.name, len(fam.sizes), fam.train.steps, fam.task.name
+    ('quick', 6, 300, 'running_sum(M=32,T=5,K=8)')
+    >>> fam.n_parameters()[0], fam.n_parameters()[-1]
+    (1560, 77040)
+    """
     return FAMILIES[check.choice("family", name, sorted(FAMILIES))]

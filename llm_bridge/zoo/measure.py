@@ -91,7 +91,29 @@ class MeasureSettings:
 
 
 def check_disjoint(a, b, names=("measure", "test")) -> None:
-    """Raise ``ValueError`` if two input arrays (rows = inputs) share an input."""
+    """Raise ``ValueError`` if two input arrays (rows = inputs) share an input.
+
+    Parameters
+    ----------
+    a, b : array_like, shape (n, T)
+        Two sets of inputs, one input per row.
+    names : tuple of str
+        Names of ``a`` and ``b`` used in the error message.
+
+    Raises
+    ------
+    ValueError
+        If some row of ``a`` equals some row of ``b``; the message counts the shared
+        inputs and shows the smallest.
+
+    Examples
+    --------
+    >>> check_disjoint([[0, 1], [2, 3]], [[4, 5]])  # disjoint: returns None
+    >>> check_disjoint([[0, 1], [2, 3]], [[2, 3]], names=("train", "test"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: the train and test inputs must be disjoint, but 1 input(s) occur ... (2, 3)
+    """
     shared = {tuple(r) for r in np.asarray(a).tolist()} & {tuple(r) for r in np.asarray(b).tolist()}
     if shared:
         raise ValueError(
@@ -106,6 +128,42 @@ def greedy_accuracy(lm, task: RunningSumTask, inputs, answers=None) -> np.ndarra
     Greedy decoding appends :math:`\arg\max_v z_v` (first index on ties) ``T`` times; the
     context is at most ``2T`` tokens, so every step is one batched forward pass over the
     whole prefix.
+
+    Parameters
+    ----------
+    lm : LanguageModel
+        A model over the task's ``M`` tokens whose context holds ``2T`` positions.
+    task : RunningSumTask
+        The task; it fixes ``T`` and, by default, the correct answers.
+    inputs : array_like of int, shape (n, T)
+        The prompts, tokens in ``[0, K-1]``.
+    answers : array_like of int, shape (n, T), optional
+        The correct outputs; default ``task.answers(inputs)``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        1.0 where all ``T`` greedy tokens equal the answer, else 0.0; its mean is the greedy
+        accuracy.
+
+    Raises
+    ------
+    ValueError
+        If ``inputs`` is not an integer array of shape ``(n, T)`` with tokens in
+        ``[0, K-1]``.
+
+    Examples
+    --------
+    A theory model with ``eps = 0`` and ``delta = 0`` makes only its oracle token eligible,
+    so greedy decoding follows the oracle path exactly:
+
+    >>> from llm_bridge.theory_lm import theory_model
+    >>> task = RunningSumTask(M=32, T=5, K=8)
+    >>> lm = theory_model(32, 0.0, theta=0.04, prompt_length=5, context_length=10)
+    >>> x = task.inputs("test", 4, rng=0)
+    >>> oracle = [lm.model.oracle(list(row), task.T) for row in x]
+    >>> greedy_accuracy(lm, task, x, oracle).tolist(), greedy_accuracy(lm, task, x).tolist()
+    ([1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0])
     """
     x = task._check_inputs(inputs)
     ids = torch.from_numpy(x)
@@ -299,6 +357,24 @@ def measure_models(models, x, task: RunningSumTask, *, axis: str = "parameters",
     The measure and test inputs are drawn from the task's disjoint splits with children 0
     and 1 of ``SeedSequence(settings.seed)``; list decoding uses ``Threshold(theta)``,
     ``temperature``, ``cap`` and the true answers as the oracle.
+
+    Examples
+    --------
+    A positive control: a theory model with :math:`R_0 = M\varepsilon = 1`, immigration
+    mean 0.3 and miss probability 0.02, measured on 10 + 10 inputs with its own oracle:
+
+    >>> import tempfile
+    >>> from llm_bridge.theory_lm import theory_model
+    >>> task = RunningSumTask(M=32, T=5, K=8)
+    >>> lm = theory_model(32, 1 / 32, eps_oracle=0.3 / 31, delta=0.02, theta=0.04,
+    ...                   prompt_length=5, context_length=10)
+    >>> def oracle(lm, inputs):
+    ...     return [lm.model.oracle(list(row), task.T) for row in inputs]
+    >>> settings = MeasureSettings(theta=0.04, n_measure=10, n_test=10, n_boot=20)
+    >>> res = measure_models([lm], [1], task, settings=settings, oracle=oracle,
+    ...                      cache_dir=tempfile.mkdtemp(), progress=False)
+    >>> res.r0.round(2).tolist(), res.predicted.round(2).tolist(), res.agrees.tolist()
+    ([0.95], [0.64], [True])
     """
     from llm_bridge.eligibility import Threshold
     from llm_bridge.r0_scan import R0Scan, r0_scan
@@ -508,6 +584,19 @@ def training_scan(zoo_model, *, settings: MeasureSettings | None = None, n_sampl
     fastest; the theory places the emergence of the ability where the measured
     :math:`R_0` crosses 1 (``measurement.r0_crossings``).  The two are compared, not
     assumed to coincide.
+
+    Examples
+    --------
+    The smallest quick model after one training step (checkpoints 0 and 1):
+
+    >>> import tempfile
+    >>> from llm_bridge.zoo import get_family, train_model
+    >>> cache = tempfile.mkdtemp()
+    >>> zm = train_model(get_family("quick"), 0, cache_dir=cache, max_step=1, progress=False)
+    >>> scan = training_scan(zm, settings=MeasureSettings(n_measure=2, n_test=2, n_boot=20),
+    ...                      n_samples=2, cache_dir=cache, progress=False)
+    >>> scan.measurement.axis, scan.measurement.x.tolist(), len(scan.prompt)
+    ('step', [0.0, 1.0], 5)
     """
     from branching.transitions import find_peak
     from llm_bridge.scans import checkpoint_scan, state_dict_loader
@@ -538,6 +627,28 @@ def emergence_point(x, accuracy, *, level: float = 0.5) -> float:
 
     Returns ``nan`` when it never does.  Used for the observed (measured accuracy) and the
     predicted (theory's accuracy) emergence points.
+
+    Parameters
+    ----------
+    x : array_like, shape (n,)
+        Positive positions (parameter counts or training steps), in increasing order.
+    accuracy : array_like, shape (n,)
+        Accuracy at every position.
+    level : float
+        The accuracy that marks emergence, in (0, 1).
+
+    Returns
+    -------
+    float
+        For the first ``i`` with ``accuracy[i] < level <= accuracy[i + 1]``, the position
+        where the straight line through ``(log x[i], accuracy[i])`` and
+        ``(log x[i + 1], accuracy[i + 1])`` reaches ``level``; ``nan`` if there is none.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not one-dimensional or not positive, ``accuracy`` does not have the
+        shape of ``x``, or ``level`` is outside (0, 1).
 
     Examples
     --------

@@ -58,6 +58,42 @@ def plot_scale(sizes: ScaleMeasurement, training: TrainingScan | None = None, pa
     Top row: accuracy and R0 against the number of parameters.  Bottom row (with
     ``training``): the same against training step (step 0 drawn at 0.5), with the
     output-law indicator and its peak.
+
+    Parameters
+    ----------
+    sizes : ScaleMeasurement
+        Measurement along model size (:func:`~llm_bridge.zoo.measure.measure_models`); a
+        power law is fitted to its :math:`R_0` when at least two are defined.
+    training : TrainingScan, optional
+        Measurement along the training of one model
+        (:func:`~llm_bridge.zoo.measure.training_scan`); adds the bottom row.
+    path : path-like, optional
+        Where to save the figure (format from the suffix, 130 dpi); the figure is then
+        closed.
+    title : str
+        Prefix of the title of the first panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure, with two panels per row (plus a twin axis for the indicator).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from llm_bridge.theory_lm import theory_model
+    >>> from llm_bridge.zoo.measure import MeasureSettings, measure_models
+    >>> from llm_bridge.zoo.task import RunningSumTask
+    >>> task, d = RunningSumTask(M=32, T=5, K=8), tempfile.mkdtemp()
+    >>> lm = theory_model(32, 1 / 32, theta=0.04, prompt_length=5, context_length=10)
+    >>> def oracle(lm, inputs):
+    ...     return [lm.model.oracle(list(row), task.T) for row in inputs]
+    >>> settings = MeasureSettings(theta=0.04, n_measure=10, n_test=10, n_boot=20)
+    >>> sizes = measure_models([lm], [1000], task, settings=settings, oracle=oracle,
+    ...                        cache_dir=d, progress=False)
+    >>> fig = plot_scale(sizes, path=os.path.join(d, "scale.png"))
+    >>> len(fig.axes), os.path.getsize(os.path.join(d, "scale.png")) > 0
+    (2, True)
     """
     import matplotlib.pyplot as plt
 

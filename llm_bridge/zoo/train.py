@@ -147,6 +147,38 @@ def build_model(family: Family, index: int, *, init: bool = True):
 
     With ``init=False`` the weights are left as the constructor makes them (to be
     overwritten by a checkpoint).  torch's global random state is left unchanged.
+
+    Parameters
+    ----------
+    family : Family
+        The family; its task fixes the vocabulary (``M`` tokens) and context (``2T``).
+    index : int
+        Which size, ``0 <= index < len(family.sizes)``.
+    init : bool
+        Seed the initialisation from the family seed and the size (``True``), so that the
+        same family and index always give the same weights; ``False`` skips the seeding.
+
+    Returns
+    -------
+    transformers.LlamaForCausalLM
+        The untrained model in float32, with ``family.sizes[index].n_parameters(M)``
+        parameters.
+
+    Raises
+    ------
+    ValueError
+        If ``index`` is not the position of a size of ``family``.
+
+    Examples
+    --------
+    >>> from llm_bridge.zoo import get_family
+    >>> fam = get_family("quick")
+    >>> model = build_model(fam, 0)
+    >>> sum(p.numel() for p in model.parameters()), fam.sizes[0].n_parameters(fam.task.M)
+    (1560, 1560)
+    >>> again = build_model(fam, 0)
+    >>> all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+    True
     """
     from llm_bridge.models import _transformers
 
@@ -372,7 +404,49 @@ def train_model(
 
 def train_family(family: Family, *, cache_dir=None, threads: int = 1,
                  progress: bool = True) -> list[ZooModel]:
-    """Train (or load from the cache) every size of ``family``; see :func:`train_model`."""
+    """Train (or load from the cache) every size of ``family``; see :func:`train_model`.
+
+    Parameters
+    ----------
+    family : Family
+        The family whose sizes are trained, in order.
+    cache_dir : path-like, optional
+        Cache root (default :func:`~llm_bridge.zoo.store.default_cache_dir`); sizes already
+        trained there are loaded, interrupted ones resumed.
+    threads : int
+        torch intra-op threads used for training (restored afterwards), >= 1.
+    progress : bool
+        Show a progress bar per size.
+
+    Returns
+    -------
+    list of ZooModel
+        One fully trained model per size, in the order of ``family.sizes``.
+
+    Raises
+    ------
+    ValueError
+        If ``family`` is not a :class:`Family`, ``threads`` is below 1, the cache directory
+        is not writable, or training diverges.
+
+    Examples
+    --------
+    A two-size family small enough to train in a fraction of a second (a second call
+    loads the same weights from the cache):
+
+    >>> import tempfile
+    >>> from llm_bridge.zoo import RunningSumTask, TrainConfig
+    >>> fam = Family(task=RunningSumTask(M=8, T=3),
+    ...              sizes=(ModelSize(2, 1, 1), ModelSize(4, 1, 1)),
+    ...              train=TrainConfig(steps=2, batch_size=4, warmup=0, n_checkpoints=1))
+    >>> cache = tempfile.mkdtemp()
+    >>> models = train_family(fam, cache_dir=cache, progress=False)
+    >>> [(m.n_parameters, m.steps, m.complete) for m in models]
+    [(102, (0, 2), True), (332, (0, 2), True)]
+    >>> again = train_family(fam, cache_dir=cache, progress=False)
+    >>> [m.digest for m in again] == [m.digest for m in models]
+    True
+    """
     if not isinstance(family, Family):
         raise ValueError(f"family must be a Family, got {type(family).__name__}")
     return [train_model(family, i, cache_dir=cache_dir, threads=threads, progress=progress)
