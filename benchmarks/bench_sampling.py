@@ -35,7 +35,8 @@ Prints, in one run on the bundled SmolLM2-135M-Instruct (float32, CPU unless CUD
      teacher-forced pass per sample;
    * the original authors' scheme, written here from its description: load the model from
      the GGUF file, draw the samples of each temperature with transformers' ``generate``
-     (full softmax: ``top_k=0``, ``top_p=1``), then re-score each sample at every
+     (full softmax: ``top_k=0``, ``top_p=1``; ``eos_token_id=[]``, since ``None`` falls back
+     to the model's own EOS, and generation would stop there and pad), then re-score each sample at every
      neighbouring temperature with one uncached forward pass per output position
      (the logits of the last position only), summing ``log softmax(z / T')`` at the
      sampled tokens.
@@ -169,7 +170,7 @@ def original_scheme_scan(grid, n_samples, n_tokens, seed):
         for k, temperature in enumerate(grid):
             config = GenerationConfig(
                 do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0,
-                max_new_tokens=n_tokens, eos_token_id=None, pad_token_id=lm.eos_token_id,
+                max_new_tokens=n_tokens, eos_token_id=[], pad_token_id=lm.eos_token_id,
             )
             out = lm.model.generate(repeated, attention_mask=torch.ones_like(repeated),
                                     generation_config=config)

@@ -38,6 +38,7 @@ class CommandParser(argparse.ArgumentParser):
         self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message):
+        """Print one line, ``prog: error: message (see prog --help)``, and exit with status 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

@@ -17,16 +17,16 @@ which the chain rule through an iterated pgf needs.  All accept real or complex 
 
 The laws
 --------
-=====================  ==========================================  ==================
-law                    pgf :math:`f(1-w)`                          mean
-=====================  ==========================================  ==================
-Binomial(n, p)         :math:`(1-pw)^n`                            :math:`np`
-Poisson(mean)          :math:`e^{-\mu w}`                          :math:`\mu`
-NegativeBinomial(m,k)  :math:`(1+mw/k)^{-k}`                       :math:`m`
-PoissonBinomial(p)     :math:`\prod_v (1-p_v w)`                   :math:`\sum_v p_v`
+=====================  ===========================================  ===============================
+law                    pgf :math:`f(1-w)`                           mean
+=====================  ===========================================  ===============================
+Binomial(n, p)         :math:`(1-pw)^n`                             :math:`np`
+Poisson(mean)          :math:`e^{-\mu w}`                           :math:`\mu`
+NegativeBinomial(m,k)  :math:`(1+mw/k)^{-k}`                        :math:`m`
+PoissonBinomial(p)     :math:`\prod_v (1-p_v w)`                    :math:`\sum_v p_v`
 LeaveOneOut(p)         :math:`\frac1n\sum_u\prod_{v\ne u}(1-p_vw)`  :math:`\frac{n-1}{n}\sum_v p_v`
-FinitePmf(pmf)         :math:`\sum_j \pi_j (1-w)^j`                :math:`\sum_j j\pi_j`
-=====================  ==========================================  ==================
+FinitePmf(pmf)         :math:`\sum_j \pi_j (1-w)^j`                 :math:`\sum_j j\pi_j`
+=====================  ===========================================  ===============================
 
 ``Binomial(M, eps)`` is the list decoder's offspring law (each of the M tokens is falsely
 eligible with probability eps); ``Poisson`` is its limit M -> infinity at fixed M*eps;

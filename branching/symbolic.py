@@ -10,18 +10,18 @@ LaTeX and numeric (lambdified) forms of every step.  The numeric forms are what 
 use to cross-check :mod:`branching.exact`; they evaluate powers of ``1 + small`` through
 ``log1p``/``expm1`` so that they stay accurate for vocabularies of :math:`10^5` tokens.
 
-==================================  ==================================================
-function                            result
-==================================  ==================================================
-:func:`threshold`                   :math:`R_0=f'(1)=M\varepsilon`, :math:`\varepsilon_c=1/M`
-:func:`mean_closed_form`            :math:`\mathbb E Z_t` in the three regimes
-:func:`stationary_moments`          :math:`\mathbb E Z_\infty`, :math:`\operatorname{Var}Z_\infty`
-:func:`survival_leading_term`       :math:`1-q\approx 2(m-1)/f''(1)` and its correction
-:func:`finite_horizon_scaling`      :math:`\mathbb E Z_T/(\lambda T)\to(e^x-1)/x`
-:func:`accuracy_bound`              :math:`1/(1+\mathbb E Z_\infty)=(1-M\varepsilon)/(1-\varepsilon)`
-:func:`instant_generation_accuracy` :math:`[(1-(1-\varepsilon)^M)/(M\varepsilon)]^T`
-:func:`threshold_report`            numbers for given ``M``, ``eps`` or ``r0`` (the CLI)
-==================================  ==================================================
+===================================  =================================================================
+function                             result
+===================================  =================================================================
+:func:`threshold`                    :math:`R_0=f'(1)=M\varepsilon`, :math:`\varepsilon_c=1/M`
+:func:`mean_closed_form`             :math:`\mathbb E Z_t` in the three regimes
+:func:`stationary_moments`           :math:`\mathbb E Z_\infty`, :math:`\operatorname{Var}Z_\infty`
+:func:`survival_leading_term`        :math:`1-q\approx 2(m-1)/f''(1)` and its correction
+:func:`finite_horizon_scaling`       :math:`\mathbb E Z_T/(\lambda T)\to(e^x-1)/x`
+:func:`accuracy_bound`               :math:`1/(1+\mathbb E Z_\infty)=(1-M\varepsilon)/(1-\varepsilon)`
+:func:`instant_generation_accuracy`  :math:`[(1-(1-\varepsilon)^M)/(M\varepsilon)]^T`
+:func:`threshold_report`             numbers for given ``M``, ``eps`` or ``r0`` (the CLI)
+===================================  =================================================================
 
 Derivations are cached: each is computed once per process (about a second each).
 """

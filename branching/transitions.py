@@ -3,7 +3,8 @@ r"""Phase-transition detection from exact log-probabilities of sampled outputs.
 Given, for every point :math:`\theta_k` of a grid of a control parameter, ``S`` outputs
 :math:`x^{(k,s)}\sim P(\cdot\mid\theta_k)` and their exact log-probabilities at the
 neighbouring grid points, this module measures how fast the output law changes along the
-grid (the "g-dissimilarity" indicators), with standard errors, locates the peak of that
+grid (the "g-dissimilarity" indicators of [1]_, from the divergence of predictive model
+output [2]_), with standard errors, locates the peak of that
 change with a bootstrap uncertainty and a significance, and provides the related Fisher
 information and prediction-based indicators.  Any source of log-probabilities works: a
 toy chain (:mod:`branching.toys`), the theory's exact output law, or a real model.
@@ -30,13 +31,13 @@ g-dissimilarity is
 
 .. math::  D_g=\tfrac12\,\mathbb E_{P_L}[g(p_L)]+\tfrac12\,\mathbb E_{P_R}[g(1-p_L)].
 
-============  ===========================  ==========================================  =========
+============  ===========================  ==================================================  =================================================
 measure       :math:`g(p)`                 per-sample term, :math:`r=\ell_{own}-\ell_{other}`  exact form
-============  ===========================  ==========================================  =========
-``"linear"``  :math:`2p-1`                 :math:`\tanh(r/2)`                          :math:`\tfrac12\sum_x\frac{(P_L-P_R)^2}{P_L+P_R}`
-``"tv"``      :math:`\mathrm{sign}(2p-1)`  :math:`\mathrm{sign}(r)`                    :math:`\tfrac12\sum_x|P_L-P_R|`
-``"js"``      :math:`1+\log_2 p`           :math:`1+\log_2\sigma(r)` (``logsigmoid``)  Jensen-Shannon divergence in bits
-============  ===========================  ==========================================  =========
+============  ===========================  ==================================================  =================================================
+``"linear"``  :math:`2p-1`                 :math:`\tanh(r/2)`                                  :math:`\tfrac12\sum_x\frac{(P_L-P_R)^2}{P_L+P_R}`
+``"tv"``      :math:`\mathrm{sign}(2p-1)`  :math:`\mathrm{sign}(r)`                            :math:`\tfrac12\sum_x|P_L-P_R|`
+``"js"``      :math:`1+\log_2 p`           :math:`1+\log_2\sigma(r)` (``logsigmoid``)          Jensen-Shannon divergence in bits
+============  ===========================  ==================================================  =================================================
 
 :math:`r` is finite or :math:`+\infty` (when the other window gives the sample probability
 zero), so no term is ever NaN and no sample is dropped.

@@ -139,6 +139,11 @@ class TheoryModule(torch.nn.Module):
         return sequence[self.prompt_length:]
 
     def forward(self, input_ids, cache=None, use_cache=True, logits_to_keep=0, **kwargs):
+        """Logits of the last ``logits_to_keep`` positions (all if 0): 0 on eligible tokens.
+
+        The token history is kept in ``cache`` (a key/value cache holding the ids), so the
+        list decoder's batched, cached expansion runs unchanged on this model.
+        """
         ids = input_ids.detach().cpu()
         stored = ids.to(torch.float64)[:, None, :, None]
         cache = DynamicCache() if cache is None else cache
