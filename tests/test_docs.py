@@ -54,6 +54,24 @@ def public_names():
 PUBLIC_NAMES = sorted(public_names())
 
 
+def test_every_public_function_documents_parameters_returns_and_examples():
+    """numpydoc's checks PR01/PR02 (every parameter, no unknown one), RT01/YD01 (Returns or
+    Yields) and EX01 (Examples; the doctests run with the suite) on every public function."""
+    import inspect
+
+    from numpydoc.validate import validate
+
+    codes = {"PR01", "PR02", "RT01", "YD01", "EX01"}
+    failures = {}
+    for name in PUBLIC_NAMES:
+        module, _, attr = name.rpartition(".")
+        if inspect.isfunction(getattr(importlib.import_module(module), attr)):
+            errors = [code for code, _ in validate(name)["errors"] if code in codes]
+            if errors:
+                failures[name] = errors
+    assert not failures, failures
+
+
 @pytest.mark.slow
 def test_every_public_name_has_an_anchor(site):
     html = "\n".join(p.read_text() for p in (site / "generated").glob("*.html"))
