@@ -254,7 +254,9 @@ def test_ctrl_c_in_a_subprocess_loses_no_finished_chunk(tmp_path):
         "run_sweep(small_grid(), slow_task, n_runs=64, rng=2024, workers=1, store=sys.argv[2],"
         " progress=False)\n"
     )
-    env = dict(os.environ, LLM_BRANCHING_TEST_DELAY="0.4")
+    # 1 s per point: after the second chunk the sweep has 6 s left, so a busy machine (the
+    # parent polls every 0.05 s) still interrupts it mid-way
+    env = dict(os.environ, LLM_BRANCHING_TEST_DELAY="1.0")
     proc = subprocess.Popen([sys.executable, "-c", script, str(HERE), str(store)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
