@@ -248,15 +248,15 @@ def test_interrupted_sweep_keeps_finished_chunks_and_resumes_identically(tmp_pat
 def test_ctrl_c_in_a_subprocess_loses_no_finished_chunk(tmp_path):
     store = tmp_path / "store"
     script = (
+        # a child of a background job inherits an ignored SIGINT: restore Python's handler
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "from test_sweep import slow_task, small_grid\n"
         "from branching.sweep import run_sweep\n"
         "run_sweep(small_grid(), slow_task, n_runs=64, rng=2024, workers=1, store=sys.argv[2],"
         " progress=False)\n"
     )
-    # 1 s per point: after the second chunk the sweep has 6 s left, so a busy machine (the
-    # parent polls every 0.05 s) still interrupts it mid-way
-    env = dict(os.environ, LLM_BRANCHING_TEST_DELAY="1.0")
+    env = dict(os.environ, LLM_BRANCHING_TEST_DELAY="0.4")
     proc = subprocess.Popen([sys.executable, "-c", script, str(HERE), str(store)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
