@@ -682,8 +682,6 @@ def iter_output_logits(
 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     r"""The logits :math:`z_i` at every output position, one batch of samples at a time.
 
-    Parameters are those of :func:`score` (without temperatures).
-
     Parameters
     ----------
     lm : LanguageModel
