@@ -77,7 +77,10 @@ class Projection:
                 _, vectors = scipy.linalg.eigh(covariance, subset_by_index=[d - dim, d - 1])
                 self.components = vectors[:, ::-1]
             else:
-                _, _, vt = np.linalg.svd(z, full_matrices=False)
+                try:
+                    _, _, vt = np.linalg.svd(z, full_matrices=False)
+                except np.linalg.LinAlgError:  # divide and conquer can fail on repeated rows
+                    _, _, vt = scipy.linalg.svd(z, full_matrices=False, lapack_driver="gesvd")
                 self.components = vt[:dim].T
         self.dim = dim
 

@@ -164,3 +164,26 @@ def test_result_table_and_repr():
     frame = est.to_pandas()
     assert list(frame["heldout_bits"]) == list(est.values) and len(frame) == 3
     assert "gaussian" in repr(est) and est.seed == 7
+
+
+def test_projection_falls_back_when_the_divide_and_conquer_svd_fails(monkeypatch):
+    """LAPACK's gesdd fails to converge on some rank-deficient samples with many repeated
+    rows (seen on SmolLM2 micro representations, 512 rows of rank 229 in 576 dimensions);
+    the projection then uses gesvd and finds the same leading subspace."""
+    from llm_bridge.emergence._common import Projection
+
+    gen = np.random.default_rng(0)
+    base = gen.normal(size=(40, 80)) @ np.diag(np.linspace(3.0, 0.1, 80))
+    train = np.repeat(base, 3, axis=0)[:100]  # 100 rows, 34 distinct
+    train = np.hstack([train, train ** 2])  # 160 features > 100 rows: the SVD branch
+    assert np.linalg.matrix_rank(train) == 34
+    expected = Projection(train, 5).components
+
+    def fails(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(np.linalg, "svd", fails)
+    fallback = Projection(train, 5).components
+    # same subspace: the projection of one basis onto the other is orthogonal
+    overlap = expected.T @ fallback
+    assert np.allclose(overlap @ overlap.T, np.eye(5), atol=1e-8)
