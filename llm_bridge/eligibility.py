@@ -135,13 +135,15 @@ class TopK:
             raise ValueError(
                 f"k must be at most the vocabulary size {logp.shape[-1]}, got {self.k}"
             )
-        top = torch.topk(logp, self.k, dim=-1).values
-        kth = top[..., -1:]
-        tied = logp == kth
-        # the usual case: every value tied with the k-th largest is among the k largest, so
-        # the set is {logp >= kth}; a count of the ties decides it without a cumulative sum
-        if bool(((top == kth).sum(dim=-1) == tied.sum(dim=-1)).all()):
+        if self.k == logp.shape[-1]:
+            return torch.ones_like(logp, dtype=torch.bool)
+        top = torch.topk(logp, self.k + 1, dim=-1).values
+        kth = top[..., self.k - 1:self.k]
+        # the usual case: the (k+1)-th largest is below the k-th, so {logp >= kth} holds
+        # exactly k entries (no pass over the row beyond the comparison itself)
+        if bool((top[..., self.k:] < kth).all()):
             return logp >= kth
+        tied = logp == kth
         above = logp > kth
         room = self.k - above.sum(dim=-1, keepdim=True)
         return above | (tied & (torch.cumsum(tied, dim=-1) <= room))

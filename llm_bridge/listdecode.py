@@ -357,76 +357,129 @@ class _Tree:
         return ids
 
 
-def _decode_prompt(lm, prompt, oracle, n_steps, rule, temperature, cap, batch_size, gen,
-                   bar):
-    tree = _Tree(n_steps)
-    with torch.no_grad():
-        logits, layers = _run(lm, torch.as_tensor(prompt, device=lm.device)[None, :], None)
-        prompt_cache = _layers(layers)
-        empty = [(k[:, :, :0], v[:, :, :0]) for k, v in prompt_cache]
-        logits, chunks, sizes = [logits], [empty], np.array([1])
-    # the list at the current depth
-    parent = np.array([-1])
-    token = np.array([-1])
-    weight = np.array([1.0])
-    on_oracle = np.array([True])
-    diverged = np.array([-1])
-    tree.n_erroneous[0] = 0.0
-    for t in range(n_steps + 1):
-        n = len(parent)
+class _List:
+    """The list of one decode (one prompt, rule and temperature), advanced depth by depth."""
+
+    def __init__(self, n_steps: int, rule, temperature: float, cap, gen, oracle):
+        self.tree = _Tree(n_steps)
+        self.rule, self.temperature, self.cap, self.gen, self.oracle = (rule, temperature,
+                                                                       cap, gen, oracle)
+        self.n_steps = n_steps
+        self.parent = np.array([-1])
+        self.token = np.array([-1])
+        self.weight = np.array([1.0])
+        self.on_oracle = np.array([True])
+        self.diverged = np.array([-1])
+        self.done = False
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+    def step(self, t: int, logits: list):
+        """Record depth ``t`` and choose its children; ``(rows, tokens)`` of the kept
+        children (rows of this list, sorted), or ``None`` when the decode has ended."""
+        tree, n = self.tree, len(self.parent)
         tree.list_size[t] = n
-        tree.oracle_in_list[t] = bool(on_oracle.any())
-        if t == n_steps or n == 0:
+        tree.oracle_in_list[t] = bool(self.on_oracle.any())
+        if t == self.n_steps or n == 0:
             if n:
-                tree.add(depth=np.full(n, t), parent=parent, token=token, weight=weight,
-                         oracle=on_oracle, diverged=diverged, children=np.full(n, -1),
-                         wrong=np.full(n, -1), missed=np.zeros(n, dtype=bool),
-                         eligible_mass=np.full(n, np.nan))
-            break
-        oracle_rows = np.flatnonzero(on_oracle)
+                tree.add(depth=np.full(n, t), parent=self.parent, token=self.token,
+                         weight=self.weight, oracle=self.on_oracle, diverged=self.diverged,
+                         children=np.full(n, -1), wrong=np.full(n, -1),
+                         missed=np.zeros(n, dtype=bool), eligible_mass=np.full(n, np.nan))
+            self.done = True
+            return None
+        oracle_rows = np.flatnonzero(self.on_oracle)
         r = int(oracle_rows[0]) if oracle_rows.size else -1
         with torch.no_grad():
-            expansion = _Expansion(logits, temperature, rule, r)
+            expansion = _Expansion(logits, self.temperature, self.rule, r)
         children = expansion.children
         wrong = np.full(n, -1, dtype=np.int64)
         missed = np.zeros(n, dtype=bool)
         y = -1
         if r >= 0:
-            y = expansion.argmax if oracle is None else int(oracle[t])
+            y = expansion.argmax if self.oracle is None else int(self.oracle[t])
             tree.oracle_ids[t] = y
             hit = y in expansion.oracle_eligible
             missed[r] = not hit
             wrong[r] = children[r] - int(hit)
-        ids = tree.add(depth=np.full(n, t), parent=parent, token=token, weight=weight,
-                       oracle=on_oracle, diverged=diverged, children=children, wrong=wrong,
-                       missed=missed, eligible_mass=expansion.mass)
+        ids = tree.add(depth=np.full(n, t), parent=self.parent, token=self.token,
+                       weight=self.weight, oracle=self.on_oracle, diverged=self.diverged,
+                       children=children, wrong=wrong, missed=missed,
+                       eligible_mass=expansion.mass)
         rows, toks = expansion.rows, expansion.tokens
-        child_oracle = on_oracle[rows] & (toks == y)
-        child_weight = weight[rows]
-        child_diverged = np.where(on_oracle[rows] & ~child_oracle, t + 1, diverged[rows])
+        child_oracle = self.on_oracle[rows] & (toks == y)
+        child_weight = self.weight[rows]
+        child_diverged = np.where(self.on_oracle[rows] & ~child_oracle, t + 1,
+                                  self.diverged[rows])
         err = np.flatnonzero(~child_oracle)
         tree.n_erroneous[t + 1] = float(child_weight[err].sum())
         keep_oracle = np.flatnonzero(child_oracle)
-        room = None if cap is None else cap - keep_oracle.size
+        room = None if self.cap is None else self.cap - keep_oracle.size
         if room is not None and err.size > room:
-            chosen = np.sort(gen.choice(err, size=room, replace=False))
+            chosen = np.sort(self.gen.choice(err, size=room, replace=False))
             child_weight = child_weight.copy()
             child_weight[chosen] *= err.size / room
             tree.capped[t + 1] = True
             err = chosen
         keep = np.sort(np.concatenate([keep_oracle, err]))
-        parent, token = ids[rows[keep]], toks[keep]
-        weight, on_oracle = child_weight[keep], child_oracle[keep]
-        diverged = child_diverged[keep]
-        if t + 1 < n_steps and keep.size:
-            with torch.no_grad():
-                logits, chunks, sizes = _advance(lm, prompt_cache, chunks, sizes, rows[keep],
-                                                 token, batch_size)
-        bar.update()
-    bar.update(n_steps - min(t, n_steps))
-    columns = {name: np.concatenate(values) if values else np.zeros(0)
-               for name, values in tree.columns.items()}
-    return tree, columns
+        self.parent, self.token = ids[rows[keep]], toks[keep]
+        self.weight, self.on_oracle = child_weight[keep], child_oracle[keep]
+        self.diverged = child_diverged[keep]
+        return rows[keep], self.token
+
+    def columns(self) -> dict:
+        return {name: np.concatenate(values) if values else np.zeros(0)
+                for name, values in self.tree.columns.items()}
+
+
+def _rows(chunks: list, start: int, stop: int) -> list:
+    """Views of the rows ``start..stop-1`` of a list of row chunks (no copy)."""
+    out, offset = [], 0
+    for chunk in chunks:
+        lo, hi = max(start - offset, 0), min(stop - offset, len(chunk))
+        if lo < hi:
+            out.append(chunk[lo:hi])
+        offset += len(chunk)
+    return out
+
+
+def _decode_prompt(lm, prompt, oracle, n_steps, settings, cap, batch_size, bar) -> list:
+    """Decode one prompt under every ``(rule, temperature, generator)`` of ``settings``.
+
+    The decodes run in lockstep and share one model: the prompt runs once, and at every
+    depth the lists of all settings go through the model together (each list a contiguous
+    block of rows), so small lists fill the forward batches of each other.  Each decode
+    sees exactly the logits, and draws exactly the random numbers, it would see alone.
+    """
+    with torch.no_grad():
+        logits, layers = _run(lm, torch.as_tensor(prompt, device=lm.device)[None, :], None)
+        prompt_cache = _layers(layers)
+        empty = [(k[:, :, :0], v[:, :, :0]) for k, v in prompt_cache]
+    lists = [_List(n_steps, rule, temperature, cap, gen, oracle)
+             for rule, temperature, gen in settings]
+    logits, chunks, sizes = [logits], [empty], np.array([1])
+    starts = np.zeros(len(lists), dtype=np.int64)  # depth 0: every list is the prompt row 0
+    for t in range(n_steps + 1):
+        parents, tokens, counts = [], [], np.zeros(len(lists), dtype=np.int64)
+        for k, lst in enumerate(lists):
+            if lst.done:
+                continue
+            kept = lst.step(t, _rows(logits, int(starts[k]), int(starts[k]) + len(lst)))
+            if kept is not None:
+                parents.append(kept[0] + starts[k])
+                tokens.append(kept[1])
+                counts[k] = len(kept[0])
+        if t < n_steps:
+            bar.update()
+        if t + 1 >= n_steps or not counts.sum():
+            continue
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        with torch.no_grad():
+            logits, chunks, sizes = _advance(lm, prompt_cache, chunks, sizes,
+                                             np.concatenate(parents), np.concatenate(tokens),
+                                             batch_size)
+    return [(lst.tree, lst.columns()) for lst in lists]
 
 
 # ======================================================================== public
@@ -517,42 +570,63 @@ def list_decode(
     >>> bool(res.estimates.r0_defined)
     True
     """
-    if not isinstance(rule, _RULE_TYPES):
-        raise ValueError(f"rule must be Threshold, Nucleus or TopK (llm_bridge.eligibility), "
-                         f"got {rule!r:.80}")
-    temperature = check.real("temperature", temperature, low=0.0, low_open=True)
+    return _decode_many(lm, prompts, settings=[(rule, temperature, rng)], oracle=oracle,
+                        n_steps=n_steps, cap=cap, batch_size=batch_size, chat=chat,
+                        bootstrap=bootstrap, n_boot=n_boot, level=level, progress=progress)[0]
+
+
+def _decode_many(lm, prompts, *, settings, oracle, n_steps, cap, batch_size, chat, bootstrap,
+                 n_boot, level, progress) -> list[ListDecodeResult]:
+    """:func:`list_decode` for every ``(rule, temperature, rng)`` of ``settings``, one
+    result each, equal to separate calls (up to the rounding of the batched forwards); the
+    settings of one prompt are decoded together (:func:`_decode_prompt`)."""
+    checked = []
+    for rule, temperature, rng in settings:
+        if not isinstance(rule, _RULE_TYPES):
+            raise ValueError(f"rule must be Threshold, Nucleus or TopK (llm_bridge.eligibility), "
+                             f"got {rule!r:.80}")
+        temperature = check.real("temperature", temperature, low=0.0, low_open=True)
+        if isinstance(rule, TopK) and rule.k > lm.vocab_size:
+            raise ValueError(f"k must be at most the vocabulary size {lm.vocab_size}, "
+                             f"got {rule.k}")
+        checked.append((rule, temperature, seed_sequence(rng)))
     if cap is not None:
         cap = check.integer("cap", cap, low=2)
     batch_size = check.integer("batch_size", batch_size, low=1)
     check.choice("bootstrap", bootstrap, BOOTSTRAP_KINDS)
     n_boot = check.integer("n_boot", n_boot, low=20)
     level = check.real("level", level, low=0.0, high=1.0, low_open=True, high_open=True)
-    if isinstance(rule, TopK) and rule.k > lm.vocab_size:
-        raise ValueError(f"k must be at most the vocabulary size {lm.vocab_size}, got {rule.k}")
     prompt_ids, oracle_ids, n_steps = prepare_inputs(lm, prompts, oracle, n_steps, chat=chat)
-    seed = seed_sequence(rng)
-    decode_seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key).spawn(2)[0]
-    gens = [np.random.default_rng(s) for s in decode_seed.spawn(len(prompt_ids))]
+    gens = []  # gens[k][i]: the cap's subsampling for setting k and prompt i
+    for _, _, seed in checked:
+        decode_seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key).spawn(2)[0]
+        gens.append([np.random.default_rng(s) for s in decode_seed.spawn(len(prompt_ids))])
     from tqdm.auto import tqdm
 
-    trees, columns = [], []
+    trees = [[] for _ in checked]
+    columns = [[] for _ in checked]
     with tqdm(total=len(prompt_ids) * n_steps, disable=not progress, desc="list decode",
               unit="depth", leave=False) as bar:
         for i, prompt in enumerate(prompt_ids):
-            tree, nodes = _decode_prompt(
-                lm, prompt, None if oracle_ids is None else oracle_ids[i], n_steps, rule,
-                temperature, cap, batch_size, gens[i], bar,
+            decoded = _decode_prompt(
+                lm, prompt, None if oracle_ids is None else oracle_ids[i], n_steps,
+                [(rule, temperature, gens[k][i]) for k, (rule, temperature, _) in
+                 enumerate(checked)], cap, batch_size, bar,
             )
-            nodes["prompt"] = np.full(len(nodes["depth"]), i)
-            trees.append(tree)
-            columns.append(nodes)
-            logger.debug("prompt %d: list sizes %s", i, tree.list_size.tolist())
-    records = Records.from_trees(trees, columns)
-    return ListDecodeResult(
-        model_name=str(lm.name), vocab_size=int(lm.vocab_size), rule=rule,
-        temperature=temperature, n_steps=n_steps, cap=cap,
-        oracle_kind="greedy" if oracle_ids is None else "reference",
-        prompt_ids=tuple(tuple(int(x) for x in p) for p in prompt_ids),
-        records=records, bootstrap=bootstrap, n_boot=n_boot, level=level,
-        seed=SeedRecord.from_seed_sequence(seed),
-    )
+            for k, (tree, nodes) in enumerate(decoded):
+                nodes["prompt"] = np.full(len(nodes["depth"]), i)
+                trees[k].append(tree)
+                columns[k].append(nodes)
+                logger.debug("prompt %d, setting %d: list sizes %s", i, k,
+                             tree.list_size.tolist())
+    return [
+        ListDecodeResult(
+            model_name=str(lm.name), vocab_size=int(lm.vocab_size), rule=rule,
+            temperature=temperature, n_steps=n_steps, cap=cap,
+            oracle_kind="greedy" if oracle_ids is None else "reference",
+            prompt_ids=tuple(tuple(int(x) for x in p) for p in prompt_ids),
+            records=Records.from_trees(trees[k], columns[k]), bootstrap=bootstrap,
+            n_boot=n_boot, level=level, seed=SeedRecord.from_seed_sequence(seed),
+        )
+        for k, (rule, temperature, seed) in enumerate(checked)
+    ]

@@ -18,9 +18,15 @@ expanded has an undefined :math:`R_0` (``defined`` is False and ``r0`` is ``nan`
 a point where the erroneous candidates had no eligible token has :math:`R_0=0`.
 :meth:`R0Scan.crossings` locates every crossing of :math:`R_0=1` with a bootstrap interval.
 
-With ``cache_dir`` every finished grid point is stored as soon as it is done, under a key of
-everything that determines it; a re-run resumes and returns finished points without running
-the model.
+Along temperature and rule parameter the model and prompts are the same at every point, so
+up to ``_JOINT_POINTS`` points are decoded together (``listdecode._decode_many``):
+each prompt runs through the model once, and the lists of all those points share the forward
+batches -- the early depths, where each list holds a few candidates, fill one batch together.
+The results are those of separate decodes (up to the rounding of batched matrix products).
+
+With ``cache_dir`` every finished grid point is stored as soon as its group is done, under a
+key of everything that determines it; a re-run resumes and returns finished points without
+running the model.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from branching.seeding import SeedRecord, seed_sequence
 
 from . import cache
 from .eligibility import Nucleus, Threshold, TopK
-from .listdecode import list_decode
+from .listdecode import _decode_many
 from .listdecode_result import ListDecodeResult
 
 __all__ = ["CONTROLS", "Crossing", "R0Scan", "r0_scan"]
@@ -50,6 +56,9 @@ logger = logging.getLogger(__name__)
 CONTROLS = ("temperature", "rule", "prompt", "checkpoint")
 
 #: In-memory models up to this many parameters enter cache keys through a parameter hash.
+#: Grid points decoded together: larger groups fill the forward batches better, smaller
+#: ones lose less work to an interruption (a group is stored when all of it is done).
+_JOINT_POINTS = 8
 _HASHED_PARAMETERS = 10_000_000
 
 
@@ -398,8 +407,9 @@ def r0_scan(
     children = np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key).spawn(n)
     from tqdm.auto import tqdm
 
-    points = []
-    for i in tqdm(range(n), disable=not progress, desc=f"R0 scan ({control})", unit="point"):
+    points: list = [None] * n
+    pending = []  # (index, model, rule, temperature, prompts, cache path)
+    for i in range(n):
         model = lm
         point_rule, point_temperature, point_prompts = rule, temperature, prompts
         if control == "temperature":
@@ -425,18 +435,29 @@ def r0_scan(
             path = Path(cache_dir) / f"list_decode-{key[:24]}.npz"
             if path.is_file():
                 logger.info("grid point %d from %s", i, path)
-                points.append(ListDecodeResult.load(path))
+                points[i] = ListDecodeResult.load(path)
                 continue
-        if not hasattr(model, "vocab_size"):
-            model = (loader or _default_loader)(model)
-        result = list_decode(
-            model, point_prompts, rule=point_rule, oracle=oracle, n_steps=n_steps,
-            temperature=point_temperature, cap=cap, batch_size=batch_size, chat=chat,
-            bootstrap=bootstrap, n_boot=n_boot, level=level, rng=children[i],
-        )
-        if path is not None:
-            result.save(path)
-        points.append(result)
+        pending.append((i, model, point_rule, point_temperature, point_prompts, path))
+    # points that share the model and the prompts (temperature, rule) are decoded together
+    group = _JOINT_POINTS if control in ("temperature", "rule") else 1
+    common = dict(oracle=oracle, n_steps=n_steps, cap=cap, batch_size=batch_size, chat=chat,
+                  bootstrap=bootstrap, n_boot=n_boot, level=level)
+    with tqdm(total=n, initial=n - len(pending), disable=not progress,
+              desc=f"R0 scan ({control})", unit="point") as bar:
+        for start in range(0, len(pending), group):
+            batch = pending[start:start + group]
+            model = batch[0][1]
+            if not hasattr(model, "vocab_size"):
+                model = (loader or _default_loader)(model)
+            results = _decode_many(
+                model, batch[0][4], progress=False,
+                settings=[(r, temp, children[i]) for i, _, r, temp, _, _ in batch], **common,
+            )
+            for (i, _, _, _, _, path), result in zip(batch, results):
+                if path is not None:
+                    result.save(path)
+                points[i] = result
+                bar.update()
     return R0Scan(control=control, x=x, labels=labels, points=tuple(points), level=level)
 
 

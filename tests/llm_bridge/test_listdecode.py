@@ -283,6 +283,32 @@ def test_r0_scan_resumes_from_cache(tmp_path, lm8):
     np.testing.assert_array_equal(first.r0_ci, second.r0_ci)
 
 
+def test_points_decoded_together_equal_separate_decodes(monkeypatch):
+    """A temperature scan decodes its points in lockstep (shared prompt forward, merged
+    batches); every point must equal its own list_decode with the point's seed.  Groups of
+    3 make the 7-point grid run as 3 groups, the last one partial."""
+    from branching.seeding import seed_sequence
+    from llm_bridge import r0_scan as r0_module
+
+    monkeypatch.setattr(r0_module, "_JOINT_POINTS", 3)
+    lm = tiny_model(16, seed=2)  # float32: batched products may round differently
+    grid = np.geomspace(0.3, 3.0, 7)
+    prompts = [[1, 2, 3], [4], [15, 6]]
+    kwargs = dict(rule=Threshold(0.03), n_steps=5, cap=12, batch_size=16, n_boot=20)
+    scan = r0_scan(lm, prompts, grid=grid, rng=11, progress=False, **kwargs)
+    root = seed_sequence(11)
+    seeds = np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key).spawn(len(grid))
+    for temperature, seed, point in zip(grid, seeds, scan.points):
+        alone = list_decode(lm, prompts, temperature=temperature, rng=seed, **kwargs)
+        assert point.temperature == temperature
+        np.testing.assert_array_equal(point.list_size, alone.list_size)
+        for name, column in alone.records.nodes.items():
+            np.testing.assert_allclose(point.records.nodes[name], column, rtol=1e-5,
+                                       err_msg=name)
+        assert point.estimates.r0 == pytest.approx(alone.estimates.r0, rel=1e-9, nan_ok=True)
+    assert (scan.points[0].list_size[:, 1:] < scan.points[-1].list_size[:, 1:]).any()
+
+
 # ----------------------------------------------------------------------- real model
 @pytest.fixture(scope="module")
 def default_lm():
@@ -340,3 +366,6 @@ def test_top_k_breaks_ties_by_the_lower_token_id():
     logp = torch.log(torch.tensor([[0.1, 0.3, 0.3, 0.3], [0.25, 0.25, 0.25, 0.25]]))
     assert TopK(2).eligible(logp).tolist() == [[False, True, True, False],
                                                [True, True, False, False]]
+    inside = torch.log(torch.tensor([[0.3, 0.3, 0.2, 0.2]]))  # ties within the top 2 only
+    assert TopK(2).eligible(inside).tolist() == [[True, True, False, False]]
+    assert TopK(4).eligible(logp).all()
