@@ -21,7 +21,13 @@ forward batches, whatever the implementation).  Rows ``k:T:cap`` keep at most ``
 candidates per depth and run them in one forward of ``cap`` rows: the steady state of a
 capped scan, where every depth after the first few is a full batch.
 
-Run: ``python benchmarks/bench_listdecode.py`` (about two minutes on two idle CPU cores).
+4. the scan regime: :func:`llm_bridge.r0_scan.r0_scan` along ``K`` temperatures (threshold
+   rule 0.05, the bridge's default, depth ``T``, cap ``cap``), whose points are decoded
+   together (one prompt forward, merged batches), against the same points decoded one at
+   a time by :func:`~llm_bridge.listdecode.list_decode`.  Short decodes are where one list
+   alone is smallest: a single prompt forward and lists of a few candidates.
+
+Run: ``python benchmarks/bench_listdecode.py`` (about three minutes on two idle CPU cores).
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ import numpy as np
 import torch
 from bench_sampling import Clock, FlopCounter, matmul_bound
 
-from llm_bridge.eligibility import TopK
+from llm_bridge.eligibility import Threshold, TopK
 from llm_bridge.listdecode import list_decode
 from llm_bridge.models import load_model
+from llm_bridge.r0_scan import r0_scan
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -58,6 +65,23 @@ def decoder_row(lm, prompt, counter, k, depth, cap, batch_size, repeats):
         if best is None or row["per_s"] > best["per_s"]:
             best = row
     return best
+
+
+def scan_row(lm, prompt, counter, n_points, depth, cap, batch_size, together):
+    """A temperature scan of ``n_points`` points, decoded together or one at a time."""
+    grid = np.geomspace(0.5, 2.0, n_points)
+    kwargs = dict(rule=Threshold(0.05), n_steps=depth, cap=cap, batch_size=batch_size, n_boot=20)
+    counter.reset()
+    clock = Clock()
+    if together:
+        results = r0_scan(lm, [prompt], grid=grid, rng=0, progress=False, **kwargs).points
+    else:
+        results = [list_decode(lm, [prompt], temperature=t, rng=0, **kwargs) for t in grid]
+    wall, cpu = clock.elapsed()
+    expanded = sum(int(r.records.expanded().sum()) for r in results)
+    return {"expanded": expanded, "wall": wall, "per_s": expanded / wall,
+            "gflops_wall": counter.flops / wall / 1e9, "gflops_cpu": counter.flops / cpu / 1e9,
+            "widest": max(int(r.list_size.max()) for r in results)}
 
 
 def naive_per_candidate(lm, prompt, result, n_sample, rule):
@@ -85,6 +109,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", default="4:4,8:3,16:3,4:8:64,4:8:128",
                         help="comma-separated K:T or K:T:CAP (top-k width, depth, list cap; "
                              "a capped row runs forward batches of CAP rows)")
+    parser.add_argument("--scans", default="8:4:64,8:6:32",
+                        help="comma-separated K:T:CAP temperature scans (points, depth, cap)")
     parser.add_argument("--batch-size", type=int, default=64, help="candidates per forward")
     parser.add_argument("--repeats", type=int, default=1, help="repeats per row (best kept)")
     parser.add_argument("--naive-sample", type=int, default=24,
@@ -118,6 +144,22 @@ def main(argv=None) -> int:
               f"{row['per_s']:>7.1f} {row['gflops_wall']:>7.1f} {bound_wall:>6.1f} "
               f"{row['gflops_wall'] / bound_wall:>8.1%} {row['gflops_cpu'] / bound_cpu:>13.1%} "
               f"{1 / naive:>12.1f} {row['per_s'] * naive:>8.1f}x")
+    print(f"temperature scans (threshold 0.05, forward batches of at most {args.batch_size}):")
+    print(f"{'K':>3} {'T':>2} {'cap':>4} {'decoded':>13} {'widest':>6} {'expanded':>8} {'s':>6} "
+          f"{'cand/s':>7} {'GFLOP/s':>7} {'of bound':>8} {'CPU: of bound':>13} {'speed-up':>8}")
+    for triple in args.scans.split(","):
+        n_points, depth, cap = (int(v) for v in triple.split(":"))
+        before = matmul_bound()
+        rows = [scan_row(lm, prompt, counter, n_points, depth, cap, args.batch_size, together)
+                for together in (False, True)]
+        after = matmul_bound()
+        bound_wall, bound_cpu = max(before[0], after[0]), max(before[1], after[1])
+        for name, row in zip(("one at a time", "together"), rows):
+            print(f"{n_points:>3} {depth:>2} {cap:>4} {name:>13} {row['widest']:>6} "
+                  f"{row['expanded']:>8} {row['wall']:>6.1f} {row['per_s']:>7.1f} "
+                  f"{row['gflops_wall']:>7.1f} {row['gflops_wall'] / bound_wall:>8.1%} "
+                  f"{row['gflops_cpu'] / bound_cpu:>13.1%} "
+                  f"{rows[0]['wall'] / row['wall']:>7.2f}x")
     counter.close()
     print("targets: >= 40% of the matmul bound at batch 64, >= 10x the naive loop; on a shared "
           "machine the wall-clock columns mostly measure the competition for the cores")

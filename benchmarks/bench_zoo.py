@@ -6,8 +6,13 @@ Prints, in one run, for every size of a family (default: the ``default`` family)
    with the training's thread count (best of 5, per wall-second and per CPU-second),
    measured before and after the throughput rows, the larger value being used;
 2. training tokens per second (prompt + answer positions of every sequence, forward and
-   backward) over ``--steps`` steps of :func:`llm_bridge.zoo.train_model` (checkpoint
-   writing included; a warm-up run comes first), and the achieved GFLOP/s as a fraction of the bound.  FLOPs per
+   backward) of :func:`llm_bridge.zoo.train_model` in its steady state, and the achieved
+   GFLOP/s as a fraction of the bound.  Each size first trains ``--warm`` steps untimed
+   (model construction, first-call allocations and the dense early checkpoints of the
+   log-spaced schedule); the timed run then resumes from the last checkpoint and trains
+   ``--steps`` more (cache verification, loading, resuming and the checkpoints the schedule
+   puts there included).  The family's real training is 1500 steps per size, so a short
+   run from step 0 would mostly time its fixed costs.  FLOPs per
    token of a training step are counted as ``6 * (P_body + M * d) + 6 * L * 2T * d``: the
    parameters that take part in matrix products (every block, plus the output layer;
    the input embedding is a lookup) times 2 for the forward and 4 for the backward pass,
@@ -17,7 +22,8 @@ Prints, in one run, for every size of a family (default: the ``default`` family)
    competing for the cores; on a busy machine the wall-clock figure mostly measures the
    competition).
 
-Run: ``python benchmarks/bench_zoo.py [--family quick|default] [--threads 2] [--steps 30]``.
+Run: ``python benchmarks/bench_zoo.py [--family quick|default] [--threads 2] [--steps 100]``
+(about a minute and a half on two idle cores).
 """
 
 from __future__ import annotations
@@ -64,22 +70,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="default", choices=("quick", "default"))
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
-    parser.add_argument("--steps", type=int, default=30, help="training steps timed per size")
+    parser.add_argument("--warm", type=int, default=30, help="untimed steps first, per size")
+    parser.add_argument("--steps", type=int, default=100, help="training steps timed per size")
     args = parser.parse_args(argv)
     family = get_family(args.family)
     cfg = family.train
     bound_before = matmul_bound(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        # warm-up (imports, first allocations), not timed
-        train_model(family, 0, cache_dir=f"{tmp}/warm", max_step=3, threads=args.threads,
-                    progress=False)
         for i, size in enumerate(family.sizes):
+            warm = train_model(family, i, cache_dir=tmp, max_step=args.warm,
+                               threads=args.threads, progress=False)
             w0, c0 = time.perf_counter(), time.process_time()
-            train_model(family, i, cache_dir=tmp, max_step=args.steps, threads=args.threads,
-                        progress=False)
+            train_model(family, i, cache_dir=tmp, max_step=args.warm + args.steps,
+                        threads=args.threads, progress=False)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            tokens = args.steps * cfg.batch_size * family.task.context_length
+            trained = args.warm + args.steps - warm.steps[-1]  # resumed from the last checkpoint
+            tokens = trained * cfg.batch_size * family.task.context_length
             rows.append((size, size.n_parameters(family.task.M), tokens / wall, tokens / cpu,
                          flops_per_token(family, i)))
     bound_after = matmul_bound(args.threads)

@@ -6,8 +6,10 @@ across blocks on category lists and the controls (mixed categories, a randomly i
 copy, prose windows and the same windows shuffled); (c) every estimator on correlated
 Gaussians of known MI in the same dimension; (d) the macro MI of block l next to the prefix
 entropy it would equal for an injective block.  Bands: sd over 3 seeds (random splits).
-Quick mode uses a tiny random model.  Representations are kept under
-``<out_dir>/emergence_reps`` so a re-run reuses them.
+The estimators are also compared on the model's own representations (macro variable of the
+middle block at the last position): the README quotes that comparison.  Quick mode uses a
+tiny random model.  Representations and results are kept under ``<out_dir>/emergence_reps``
+so a re-run reuses them; the full run checks the README's numbers (``README_VALUES``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ._shared import default_model
+
+#: The README's numbers on SmolLM2-135M-Instruct (category lists, Gaussian estimator on 32
+#: PCA components, 3 split seeds): E(l) at some blocks, the range of the macro MI at the
+#: last position over blocks 8-29, and the held-out macro MI of block 15 by each estimator.
+README_VALUES = {
+    "E": {0: -21.1, 1: -15.0, 8: 15.0, 15: 8.9, 22: 10.9, 29: 26.7},
+    "macro_range": (52.0, 65.0),
+    "estimators": {"ksg": 4.8, "mine": 3.2, "infonce": -4.2},
+}
+#: Tolerances in bits: the Gaussian estimates (sd over seeds <= 0.5 bits), the neural ones.
+TOLERANCE, NEURAL_TOLERANCE = 0.5, 1.5
 
 CASES = [  # label, dataset, control
     ("category lists", "icl", "none"),
@@ -38,14 +51,65 @@ def results(out_dir: Path, *, quick: bool = False) -> dict:
         lm, n, shots, dim = tiny_model(40, seed=0, hidden_size=32, n_layers=3), 128, 3, 4
     else:
         lm, n, shots, dim = default_model(), 1024, 5, 32
+    from llm_bridge.cache import cache_key
+    from llm_bridge.emergence.metric import EmergenceResult
+
     out = {}
     for label, kind, control in CASES:
+        directory = out_dir / "emergence_reps" / label.replace(" ", "_")
+        settings = dict(model=lm.name, kind=kind, control=control, shots=shots, length=8, n=n,
+                        n_seeds=2 if quick else 3, rng=0, dim=dim)
+        stored = directory / f"result-{cache_key(settings)[:16]}.npz"
+        if stored.is_file():
+            out[label] = EmergenceResult.load(stored)
+            continue
         data = build_dataset(lm, kind, shots=shots, length=8, n=n, rng=0)
         out[label] = run_experiment(
-            lm, data, out_dir / "emergence_reps" / label.replace(" ", "_"), control=control,
-            n_seeds=2 if quick else 3, rng=0, progress=not quick, dim=dim,
+            lm, data, directory, control=control, n_seeds=settings["n_seeds"], rng=0,
+            progress=not quick, dim=dim,
         )
+        out[label].save(stored)
     return out
+
+
+def on_representations(out_dir: Path, layer: int, *, quick: bool = False) -> dict:
+    """Held-out macro MI (bits) of block ``layer`` at the last position of the category
+    lists, by every estimator: ``{name: MIEstimate}``."""
+    from llm_bridge.emergence.capture import Representations
+    from llm_bridge.emergence.mi import estimate_mi
+
+    reps = Representations.load(out_dir / "emergence_reps" / "category_lists")
+    x, y = reps.macro(layer, reps.length - 1)
+    options = {"gaussian": {"dim": 4 if quick else 32}, "ksg": {"dim": 4 if quick else 8},
+               "mine": {"dim": 4 if quick else 8}, "infonce": {"dim": 4 if quick else 8}}
+    if quick:
+        for name in ("mine", "infonce"):
+            options[name].update(steps=30, batch_size=32)
+    return {name: estimate_mi(x, y, estimator=name, n_seeds=2 if quick else 3, rng=0, **kw)
+            for name, kw in options.items()}
+
+
+def check_readme(found: dict, estimates: dict) -> None:
+    """Raise if the full run's numbers differ from the README's (``README_VALUES``)."""
+    main = found["category lists"]
+    mean, _ = main.per_layer()
+    problems = []
+    for layer, value in README_VALUES["E"].items():
+        got = mean[main.layers.index(layer)]
+        if abs(got - value) > TOLERANCE:
+            problems.append(f"E({layer}) = {got:.2f}, README {value}")
+    macro = main.macro[:, -1].mean(axis=1)
+    middle = [macro[main.layers.index(layer)] for layer in main.layers if layer >= 8]
+    for got, value in zip((min(middle), max(middle)), README_VALUES["macro_range"]):
+        if abs(got - value) > 2 * TOLERANCE:  # quoted to the bit
+            problems.append(f"macro MI range end {got:.2f}, README {value}")
+    for name, value in README_VALUES["estimators"].items():
+        got = estimates[name].bits
+        tol = TOLERANCE if name == "ksg" else NEURAL_TOLERANCE
+        if abs(got - value) > tol:
+            problems.append(f"{name} on block 15: {got:.2f} bits, README {value}")
+    if problems:
+        raise AssertionError("emergence figure differs from the README: " + "; ".join(problems))
 
 
 def benchmark(*, quick: bool = False):
@@ -67,10 +131,17 @@ def make(out_dir: Path, *, quick: bool = False) -> list[Path]:
     with warnings.catch_warnings():  # first imports of torch/transformers add filters
         found = results(out_dir, quick=quick)
         table = benchmark(quick=quick)
-    main = found["category lists"]
+        main = found["category lists"]
+        layer = main.layers[len(main.layers) // 2]
+        estimates = on_representations(out_dir, layer, quick=quick)
+    lines = [f"{name}: {est.bits:.2f} bits (held out, sd {np.std(est.values, ddof=1):.2f})"
+             for name, est in estimates.items()]
+    (out_dir / "emergence_estimators.txt").write_text(
+        f"macro MI of block {layer}, last position, category lists\n" + "\n".join(lines) + "\n")
+    if not quick:
+        check_readme(found, estimates)
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), constrained_layout=True)
     ax = axes[0, 0]
-    layer = main.layers[len(main.layers) // 2]
     mean, sd = main.per_position(layer)
     t = np.arange(main.length)
     shots = t // 2 + 1
@@ -108,6 +179,9 @@ def make(out_dir: Path, *, quick: bool = False) -> list[Path]:
                 label="macro MI, last position")
     ax.errorbar(main.layers, main.micro.mean(axis=(1, 2)), fmt="s-", ms=3,
                 label="mean micro MI")
+    for marker, (estimator, est) in zip("^vD<", estimates.items()):
+        ax.errorbar([layer + 0.3], [est.bits], [np.std(est.values, ddof=1)], fmt=marker,
+                    capsize=2, label=f"macro MI of block {layer}: {estimator}")
     ax.axhline(main.prefix_entropy[-1], color="k", ls="-.", lw=1, label="H(S)")
     ax.axhline(main.ceiling_bits, color="gray", ls=":", label="log2 N")
     ax.set(xlabel="block l", ylabel="bits",
