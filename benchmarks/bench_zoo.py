@@ -22,7 +22,7 @@ Prints, in one run, for every size of a family (default: the ``default`` family)
    competing for the cores; on a busy machine the wall-clock figure mostly measures the
    competition).
 
-Run: ``python benchmarks/bench_zoo.py [--family quick|default] [--threads 2] [--steps 100]``
+Run: ``python benchmarks/bench_zoo.py [--family quick|default] [--threads 1] [--steps 100]``
 (about a minute and a half on two idle cores).
 """
 
@@ -69,7 +69,9 @@ def flops_per_token(family, index: int) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="default", choices=("quick", "default"))
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for training (default 1, as train_family and "
+                             "`zoo train` use)")
     parser.add_argument("--warm", type=int, default=30, help="untimed steps first, per size")
     parser.add_argument("--steps", type=int, default=100, help="training steps timed per size")
     args = parser.parse_args(argv)
