@@ -348,8 +348,9 @@ def train_model(
 
     with _torch_settings(threads):
         model = build_model(family, index, init=start is None)
+        # foreach: the multi-tensor update, bitwise equal to the per-tensor loop and faster
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
-                                      weight_decay=cfg.weight_decay)
+                                      weight_decay=cfg.weight_decay, foreach=True)
         if start is None:
             losses, accs = [], []
             start = 0

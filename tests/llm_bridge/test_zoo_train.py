@@ -106,6 +106,17 @@ def test_same_seed_same_digest_other_seed_other_digest(tmp_path):
     assert store.arrays_digest({k: v.numpy() for k, v in state.items()}) == a.digest
 
 
+def test_multi_tensor_optimizer_gives_the_per_tensor_weights(tmp_path, monkeypatch):
+    """Training uses AdamW's multi-tensor (foreach) update for speed; models trained with the
+    per-tensor loop (the update before) must keep their digests, so cached models stay valid."""
+    fast = train_model(TINY, 1, cache_dir=tmp_path / "fast", progress=False)
+    adamw = torch.optim.AdamW
+    monkeypatch.setattr(torch.optim, "AdamW", lambda *a, **k: adamw(*a, **{**k, "foreach": False}))
+    slow = train_model(TINY, 1, cache_dir=tmp_path / "slow", progress=False)
+    assert fast.digest == slow.digest
+    np.testing.assert_array_equal(fast.loss, slow.loss)
+
+
 def test_cache_is_reused(tmp_path):
     first = train_model(TINY, 1, cache_dir=tmp_path, progress=False)
     mtimes = {p: p.stat().st_mtime_ns for p in first.directory.iterdir()}
