@@ -175,9 +175,8 @@ def rule_from_dict(record: dict):
     Raises
     ------
     ValueError
-        An unknown rule name, or a parameter outside the rule's range.
-    KeyError
-        The record lacks the rule's parameter.
+        An unknown rule name, a record without the rule's parameter, or a parameter
+        outside the rule's range.
 
     Examples
     --------
@@ -190,7 +189,11 @@ def rule_from_dict(record: dict):
     name = record.get("name")
     if name not in RULES:
         raise ValueError(f"rule name must be one of {sorted(RULES)}, got {name!r}")
-    return RULES[name](record[_FIELDS[name]])
+    field = _FIELDS[name]
+    if field not in record:
+        raise ValueError(f"a {name} rule record must hold its parameter {field!r}, got keys "
+                         f"{sorted(record)}")
+    return RULES[name](record[field])
 
 
 def rule_to_dict(rule) -> dict:

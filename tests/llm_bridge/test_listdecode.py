@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_bridge.eligibility import Nucleus, Threshold, TopK, parse_rule
+from llm_bridge.eligibility import Nucleus, Threshold, TopK, parse_rule, rule_from_dict
 from llm_bridge.listdecode import list_decode
 from llm_bridge.listdecode_result import ListDecodeResult
 from llm_bridge.models import tiny_model
@@ -232,6 +232,8 @@ def test_same_seed_same_result(lm8):
     (lambda: Nucleus(1.01), "top_p"),
     (lambda: TopK(0), "k"),
     (lambda: parse_rule("beam=3"), "rule"),
+    (lambda: rule_from_dict({"name": "nucleus", "theta": 0.5}), "nucleus.*'top_p'"),
+    (lambda: rule_from_dict({"name": "beam", "k": 3}), "rule name"),
 ])
 def test_bad_rules(make, match):
     with pytest.raises(ValueError, match=match):
