@@ -89,6 +89,12 @@ def test_pages_load_nothing_from_the_network(site):
     assert list(site.rglob("tex-chtml*.js")), "MathJax is not shipped with the site"
 
 
+def test_executed_notebooks_show_no_widget_fallback_text(site):
+    pages = sorted((site / "notebooks").glob("*.html"))
+    assert len(pages) >= 7
+    assert not [p.name for p in pages if "IProgress not found" in p.read_text()]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
                     reason="headless Chromium not installed (CI installs it)")
