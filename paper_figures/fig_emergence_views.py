@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ._shared import default_model
+from .fig_emergence import case
 
 
 def make(out_dir: Path, *, quick: bool = False) -> list[Path]:
@@ -28,7 +29,7 @@ def make(out_dir: Path, *, quick: bool = False) -> list[Path]:
 
 def _make(out_dir: Path, *, quick: bool) -> list[Path]:
     from llm_bridge.eligibility import Threshold
-    from llm_bridge.emergence.experiment import build_dataset, run_experiment
+    from llm_bridge.emergence.experiment import build_dataset
     from llm_bridge.listdecode import list_decode
     from llm_bridge.models import tiny_model
     from llm_bridge.scans import log_temperature_grid, temperature_scan
@@ -40,9 +41,9 @@ def _make(out_dir: Path, *, quick: bool) -> list[Path]:
     else:
         lm, n, shots, dim, n_prompts = default_model(), 1024, 5, 32, 4
         grid, samples, tokens = log_temperature_grid(0.1, 4.0, 10), 32, 4
-    data = build_dataset(lm, "icl", shots=shots, n=n, rng=0)
-    result = run_experiment(lm, data, out_dir / "emergence_reps" / "category_lists",
-                            n_seeds=2 if quick else 3, rng=0, dim=dim, progress=not quick)
+    data = build_dataset(lm, "icl", shots=shots, length=8, n=n, rng=0)
+    result = case(lm, out_dir, "icl", "none", label="category lists", shots=shots, n=n,
+                  dim=dim, n_seeds=2 if quick else 3, progress=not quick)
     e = result.emergence()[:, 1::2]  # (blocks, shots, seeds) at the comma after each shot
     blocks = [i for i, layer in enumerate(result.layers) if layer >= 1]
     e_mean = e[blocks].mean(axis=0)  # block average per seed
