@@ -23,8 +23,9 @@ capped scan, where every depth after the first few is a full batch.
 
 4. the scan regime: :func:`llm_bridge.r0_scan.r0_scan` along ``K`` temperatures (threshold
    rule 0.05, the bridge's default, depth ``T``, cap ``cap``), whose points are decoded
-   together (one prompt forward, merged batches), against the same points decoded one at
-   a time by :func:`~llm_bridge.listdecode.list_decode`.  Short decodes are where one list
+   together (one prompt forward, merged batches of up to 256 rows, the scan's default),
+   against the same points decoded one at a time by
+   :func:`~llm_bridge.listdecode.list_decode`.  Short decodes are where one list
    alone is smallest: a single prompt forward and lists of a few candidates.
 
 Run: ``python benchmarks/bench_listdecode.py`` (about three minutes on two idle CPU cores).
@@ -33,6 +34,7 @@ Run: ``python benchmarks/bench_listdecode.py`` (about three minutes on two idle 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import time
 
@@ -67,10 +69,11 @@ def decoder_row(lm, prompt, counter, k, depth, cap, batch_size, repeats):
     return best
 
 
-def scan_row(lm, prompt, counter, n_points, depth, cap, batch_size, together):
-    """A temperature scan of ``n_points`` points, decoded together or one at a time."""
+def scan_row(lm, prompt, counter, n_points, depth, cap, together):
+    """A temperature scan of ``n_points`` points, decoded together or one at a time (each
+    with its function's default batch size)."""
     grid = np.geomspace(0.5, 2.0, n_points)
-    kwargs = dict(rule=Threshold(0.05), n_steps=depth, cap=cap, batch_size=batch_size, n_boot=20)
+    kwargs = dict(rule=Threshold(0.05), n_steps=depth, cap=cap, n_boot=20)
     counter.reset()
     clock = Clock()
     if together:
@@ -144,13 +147,16 @@ def main(argv=None) -> int:
               f"{row['per_s']:>7.1f} {row['gflops_wall']:>7.1f} {bound_wall:>6.1f} "
               f"{row['gflops_wall'] / bound_wall:>8.1%} {row['gflops_cpu'] / bound_cpu:>13.1%} "
               f"{1 / naive:>12.1f} {row['per_s'] * naive:>8.1f}x")
-    print(f"temperature scans (threshold 0.05, forward batches of at most {args.batch_size}):")
+    joint = inspect.signature(r0_scan).parameters["batch_size"].default
+    alone = inspect.signature(list_decode).parameters["batch_size"].default
+    print(f"temperature scans (threshold 0.05; forward batches of at most {joint} rows decoded "
+          f"together, {alone} one at a time):")
     print(f"{'K':>3} {'T':>2} {'cap':>4} {'decoded':>13} {'widest':>6} {'expanded':>8} {'s':>6} "
           f"{'cand/s':>7} {'GFLOP/s':>7} {'of bound':>8} {'CPU: of bound':>13} {'speed-up':>8}")
     for triple in args.scans.split(","):
         n_points, depth, cap = (int(v) for v in triple.split(":"))
         before = matmul_bound()
-        rows = [scan_row(lm, prompt, counter, n_points, depth, cap, args.batch_size, together)
+        rows = [scan_row(lm, prompt, counter, n_points, depth, cap, together)
                 for together in (False, True)]
         after = matmul_bound()
         bound_wall, bound_cpu = max(before[0], after[0]), max(before[1], after[1])
@@ -161,7 +167,7 @@ def main(argv=None) -> int:
                   f"{row['gflops_cpu'] / bound_cpu:>13.1%} "
                   f"{rows[0]['wall'] / row['wall']:>7.2f}x")
     counter.close()
-    print("targets: >= 40% of the matmul bound at batch 64, >= 10x the naive loop; on a shared "
+    print("targets: >= 40% of the matmul bound at the scan's batch sizes, >= 10x the naive loop; on a shared "
           "machine the wall-clock columns mostly measure the competition for the cores")
     return 0
 

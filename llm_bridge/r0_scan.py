@@ -323,7 +323,7 @@ def r0_scan(
     n_steps: int | None = None,
     temperature: float = 1.0,
     cap: int | None = 256,
-    batch_size: int = 64,
+    batch_size: int = 256,
     chat: bool = False,
     labels: Sequence | None = None,
     loader: Callable | None = None,
@@ -353,7 +353,9 @@ def r0_scan(
         grid value.
     oracle, n_steps, temperature, cap, batch_size, chat, bootstrap, n_boot, level
         As in :func:`~llm_bridge.listdecode.list_decode` (``temperature`` is the grid value
-        when ``control="temperature"``).
+        when ``control="temperature"``).  ``batch_size`` is larger by default (256): the
+        points decoded together fill the forward batches, and larger batches use the matrix
+        products better.
     labels : sequence of str, optional
         A label per grid point (default: the grid values).
     loader : callable, optional

@@ -61,7 +61,8 @@ def add_parser(steps) -> None:
                         help="temperature (when it is not the control)")
     parser.add_argument("--chat", action="store_true", help="encode prompts with the chat template")
     parser.add_argument("--cap", type=int, default=128, help="largest list per depth (0: none)")
-    parser.add_argument("--batch-size", type=int, default=64, help="candidates per forward call")
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="candidates per forward call (the grid points share them)")
     parser.add_argument("--bootstrap", default="both", choices=("prompts", "nodes", "both"))
     parser.add_argument("--boot", type=int, default=400, help="bootstrap replicates")
     parser.add_argument("--level", type=float, default=0.95, help="confidence level")
