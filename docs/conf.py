@@ -59,9 +59,10 @@ numpydoc_validation_exclude = {
 # Notebooks: executed during the build, never committed with outputs.
 gallery_quick = os.environ.get("LLM_BRANCHING_QUICK") == "1"
 os.environ["LLM_BRANCHING_QUICK"] = "1"  # the notebooks' quick mode (their kernels inherit it)
-# no progress bars in executed notebooks: without ipywidgets a bar in a kernel prints only
-# "IProgress not found" (model loading shows one)
+# no progress bars in executed notebooks, and no tqdm.auto warning that ipywidgets is missing
+# ("IProgress not found", printed by the first import of tqdm.auto in a kernel)
 os.environ["TQDM_DISABLE"] = "1"
+os.environ["PYTHONWARNINGS"] = "ignore:IProgress not found"
 nb_execution_mode = "force"
 nb_execution_in_temp = True  # what a notebook writes goes to a temporary directory
 nb_execution_timeout = 900
