@@ -6,13 +6,12 @@ Prints, in one run, for every size of a family (default: the ``default`` family)
    with the training's thread count (best of 5, per wall-second and per CPU-second),
    measured before and after the throughput rows, the larger value being used;
 2. training tokens per second (prompt + answer positions of every sequence, forward and
-   backward) of :func:`llm_bridge.zoo.train_model` in its steady state, and the achieved
-   GFLOP/s as a fraction of the bound.  Each size first trains ``--warm`` steps untimed
-   (model construction, first-call allocations and the dense early checkpoints of the
-   log-spaced schedule); the timed run then resumes from the last checkpoint and trains
-   ``--steps`` more (cache verification, loading, resuming and the checkpoints the schedule
-   puts there included).  The family's real training is 1500 steps per size, so a short
-   run from step 0 would mostly time its fixed costs.  FLOPs per
+   backward) of :func:`llm_bridge.zoo.train_model`, and the achieved GFLOP/s as a fraction
+   of the bound.  By default every size trains its whole schedule from scratch, as
+   ``zoo train`` does (model construction, every checkpoint, first-call allocations
+   included).  With ``--steps N`` each size instead trains ``--warm`` steps untimed and is
+   timed over ``N`` more steps resumed from its last checkpoint (cache verification and
+   loading included, so a short window overweights those fixed costs).  FLOPs per
    token of a training step are counted as ``6 * (P_body + M * d) + 6 * L * 2T * d``: the
    parameters that take part in matrix products (every block, plus the output layer;
    the input embedding is a lookup) times 2 for the forward and 4 for the backward pass,
@@ -22,8 +21,8 @@ Prints, in one run, for every size of a family (default: the ``default`` family)
    competing for the cores; on a busy machine the wall-clock figure mostly measures the
    competition).
 
-Run: ``python benchmarks/bench_zoo.py [--family quick|default] [--threads 1] [--steps 100]``
-(about a minute and a half on two idle cores).
+Run: ``python benchmarks/bench_zoo.py [--family quick|default] [--threads 1] [--steps N]``
+(about five minutes for the default family's whole training on one idle core).
 """
 
 from __future__ import annotations
@@ -72,8 +71,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for training (default 1, as train_family and "
                              "`zoo train` use)")
-    parser.add_argument("--warm", type=int, default=30, help="untimed steps first, per size")
-    parser.add_argument("--steps", type=int, default=100, help="training steps timed per size")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="time N steps after --warm untimed ones (default: the whole "
+                             "training schedule from scratch)")
+    parser.add_argument("--warm", type=int, default=30, help="untimed steps first with --steps")
     args = parser.parse_args(argv)
     family = get_family(args.family)
     cfg = family.train
@@ -81,13 +82,16 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, size in enumerate(family.sizes):
-            warm = train_model(family, i, cache_dir=tmp, max_step=args.warm,
-                               threads=args.threads, progress=False)
+            start, stop = 0, cfg.steps
+            if args.steps is not None:
+                warm = train_model(family, i, cache_dir=tmp, max_step=args.warm,
+                                   threads=args.threads, progress=False)
+                start, stop = warm.steps[-1], args.warm + args.steps  # resumes at start
             w0, c0 = time.perf_counter(), time.process_time()
-            train_model(family, i, cache_dir=tmp, max_step=args.warm + args.steps,
-                        threads=args.threads, progress=False)
+            train_model(family, i, cache_dir=tmp, max_step=stop, threads=args.threads,
+                        progress=False)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            trained = args.warm + args.steps - warm.steps[-1]  # resumed from the last checkpoint
+            trained = stop - start
             tokens = trained * cfg.batch_size * family.task.context_length
             rows.append((size, size.n_parameters(family.task.M), tokens / wall, tokens / cpu,
                          flops_per_token(family, i)))
